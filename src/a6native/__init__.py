@@ -1,0 +1,5 @@
+"""Compiled kernels of a6runner (Cython). No I/O, no logging, no policy.
+
+Import them through ``a6runner._kernels``, which picks these or their pure-Python twins
+(``a6runner._codec_py``, ``_headers_py``, ``_bodyrewrite_py``) once, at import.
+"""
