@@ -8,7 +8,6 @@ objects on first access. Builders use the ``flatbuffers`` runtime and the genera
 
 from __future__ import annotations
 
-import operator
 import struct
 from collections.abc import Sequence
 from typing import Final
@@ -489,10 +488,12 @@ _BUILDER_BASE_SIZE: Final = 1024
 
 
 def _uint(value: int, bits: int, what: str) -> int:
-    number = operator.index(value)  # TypeError for anything that is not an integer
-    if number < 0 or number >> bits:
-        raise OverflowError(f"{what} {number} does not fit in uint{bits}")
-    return number
+    # Only int (and so bool): no float truncation, no __index__ objects.
+    if not isinstance(value, int):
+        raise TypeError(f"{what} must be int, not {type(value).__name__}")
+    if value < 0 or value >> bits:
+        raise OverflowError(f"{what} {value} does not fit in uint{bits}")
+    return int(value)
 
 
 def _encode_name(name: object, what: str) -> bytes:
@@ -663,7 +664,8 @@ def build_http_resp_call_resp(
 def build_extra_info_req(info_type: int, name: str | None = None) -> bytes:
     """ExtraInfo.Req; ``name`` is required for INFO_VAR (ValueError otherwise) and ignored
     for the body types. ValueError for an unknown info_type."""
-    info_type = operator.index(info_type)
+    if not isinstance(info_type, int):
+        raise TypeError(f"info_type must be int, not {type(info_type).__name__}")
     builder = _new_builder()
     if info_type == INFO_VAR:
         if name is None:
