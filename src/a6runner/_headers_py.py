@@ -1,0 +1,260 @@
+"""Header/arg multi-map with change tracking: the pure-Python twin of ``a6native.headers``.
+
+Layout (shared with the Cython twin, see src/a6native/headers.pyi for the contract):
+
+* ``_keys`` / ``_values``: one slot per entry, in order. A removed entry leaves a hole
+  (key None) so no position ever shifts; holes are squeezed out once they outnumber the
+  live entries.
+* Every slot of one name holds the very same folded key object, so scans compare by
+  identity.
+* ``_first``: folded key -> slot of its first entry. Its insertion order is the order of
+  first appearance (new names always go last), which is what ``keys()`` returns.
+* ``_spelling``: folded key -> display name, only for names whose display differs from
+  the key (headers from APISIX are already lower-case, so it is usually empty).
+* ``_original``: folded key -> values before the first change of that name; None until
+  the first change, so a map that is only read never copies anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+_ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
+
+
+def _fold_ascii(name: str) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be str, not {type(name).__name__}")
+    # str.lower() would also fold non-ASCII letters, which HTTP does not.
+    return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
+
+
+def _exact(name: str) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be str, not {type(name).__name__}")
+    return name
+
+
+def _require_str_value(value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"value must be str, not {type(value).__name__}")
+
+
+class MultiMap:
+    """An ordered multi-map of ``str`` names to ``str`` values that remembers what changed."""
+
+    __slots__ = ("_first", "_fold", "_holes", "_keys", "_original", "_spelling", "_values")
+
+    def __init__(
+        self, entries: Iterable[tuple[str, str | None]] = (), ignore_case: bool = True
+    ) -> None:
+        fold = _fold_ascii if ignore_case else _exact
+        keys: list[str | None] = []
+        values: list[str | None] = []
+        first: dict[str, int] = {}
+        spelling: dict[str, str] = {}
+        for name, value in entries:
+            key = fold(name)
+            slot = first.get(key)
+            if slot is None:
+                first[key] = len(keys)
+                if key != name:
+                    spelling[key] = name
+            else:
+                key = keys[slot]  # type: ignore[assignment]  # the shared key object
+            if value is None:
+                value = ""
+            else:
+                _require_str_value(value)
+            keys.append(key)
+            values.append(value)
+        self._fold = fold
+        self._keys = keys
+        self._values = values
+        self._first = first
+        self._spelling = spelling
+        self._original: dict[str, list[str]] | None = None
+        self._holes = 0
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _values_of(self, key: str) -> list[str]:
+        slot = self._first.get(key)
+        if slot is None:
+            return []
+        keys = self._keys
+        values = self._values
+        shared = keys[slot]
+        return [
+            values[i]  # type: ignore[misc]
+            for i in range(slot, len(keys))
+            if keys[i] is shared
+        ]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        slot = self._first.get(self._fold(name))
+        return default if slot is None else self._values[slot]
+
+    def getall(self, name: str) -> list[str]:
+        return self._values_of(self._fold(name))
+
+    def __getitem__(self, name: str) -> str:
+        slot = self._first.get(self._fold(name))
+        if slot is None:
+            raise KeyError(name)
+        return self._values[slot]  # type: ignore[return-value]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._fold(name) in self._first
+
+    def __len__(self) -> int:
+        return len(self._keys) - self._holes
+
+    def __iter__(self) -> Iterator[str]:
+        spelling = self._spelling
+        return iter([spelling.get(key, key) for key in self._keys if key is not None])
+
+    def items(self) -> list[tuple[str, str]]:
+        spelling = self._spelling
+        return [
+            (spelling.get(key, key), value)  # type: ignore[misc]
+            for key, value in zip(self._keys, self._values, strict=True)
+            if key is not None
+        ]
+
+    def keys(self) -> list[str]:
+        spelling = self._spelling
+        return [spelling.get(key, key) for key in self._first]
+
+    # -- writing ---------------------------------------------------------------------
+
+    def _remember_original(self, key: str) -> None:
+        original = self._original
+        if original is None:
+            self._original = {key: self._values_of(key)}
+        elif key not in original:
+            original[key] = self._values_of(key)
+
+    def _respell(self, key: str, name: str) -> None:
+        if key == name:
+            self._spelling.pop(key, None)
+        else:
+            self._spelling[key] = name
+
+    def _drop_from(self, slot: int, shared: str) -> None:
+        """Punch a hole in every slot of ``shared`` from ``slot`` on."""
+        keys = self._keys
+        values = self._values
+        dropped = 0
+        for i in range(slot, len(keys)):
+            if keys[i] is shared:
+                keys[i] = None
+                values[i] = None
+                dropped += 1
+        self._holes += dropped
+        if self._holes > len(keys) - self._holes:
+            self._squeeze()
+
+    def _squeeze(self) -> None:
+        keys: list[str | None] = []
+        values: list[str | None] = []
+        first: dict[str, int] = {}
+        for key, value in zip(self._keys, self._values, strict=True):
+            if key is not None:
+                first.setdefault(key, len(keys))
+                keys.append(key)
+                values.append(value)
+        self._keys = keys
+        self._values = values
+        self._first = first
+        self._holes = 0
+
+    def _append(self, key: str, value: str) -> None:
+        slot = self._first.get(key)
+        if slot is None:
+            self._first[key] = len(self._keys)
+        else:
+            key = self._keys[slot]  # type: ignore[assignment]
+        self._keys.append(key)
+        self._values.append(value)
+
+    def set(self, name: str, value: str) -> None:
+        key = self._fold(name)
+        _require_str_value(value)
+        self._remember_original(key)
+        self._respell(key, name)
+        slot = self._first.get(key)
+        if slot is None:
+            self._append(key, value)
+            return
+        self._values[slot] = value
+        shared: str = self._keys[slot]  # type: ignore[assignment]
+        keys = self._keys
+        for i in range(slot + 1, len(keys)):
+            if keys[i] is shared:
+                self._drop_from(i, shared)
+                break
+
+    def add(self, name: str, value: str) -> None:
+        key = self._fold(name)
+        _require_str_value(value)
+        self._remember_original(key)
+        self._respell(key, name)
+        self._append(key, value)
+
+    def delete(self, name: str) -> bool:
+        key = self._fold(name)
+        if key not in self._first:
+            return False
+        self._remember_original(key)
+        slot = self._first.pop(key)
+        self._drop_from(slot, self._keys[slot])  # type: ignore[arg-type]
+        return True
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.set(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        if not self.delete(name):
+            raise KeyError(name)
+
+    # -- the diff --------------------------------------------------------------------
+
+    @property
+    def changed(self) -> bool:
+        original = self._original
+        if original is None:
+            return False
+        return any(self._values_of(key) != before for key, before in original.items())
+
+    def changes(self) -> list[tuple[str, str | None]]:
+        original = self._original
+        if original is None:
+            return []
+        spelling = self._spelling
+        diff: list[tuple[str, str | None]] = []
+        for key, before in original.items():
+            now = self._values_of(key)
+            if now == before:
+                continue
+            name = spelling.get(key, key)
+            if now:
+                diff.extend((name, value) for value in now)
+            else:
+                diff.append((name, None))
+        return diff
+
+    def changes_joined(self, sep: str = ", ") -> list[tuple[str, str | None]]:
+        original = self._original
+        if original is None:
+            return []
+        spelling = self._spelling
+        diff: list[tuple[str, str | None]] = []
+        for key, before in original.items():
+            now = self._values_of(key)
+            if now != before:
+                diff.append((spelling.get(key, key), sep.join(now) if now else None))
+        return diff
+
+    def __repr__(self) -> str:
+        return f"MultiMap({self.items()!r})"
