@@ -2,7 +2,8 @@
 
 # namespace: A6
 
-class Action(object):
+
+class Action:
     NONE = 0
     Stop = 1
     Rewrite = 2

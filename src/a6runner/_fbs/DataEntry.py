@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class DataEntry(object):
-    __slots__ = ['_tab']
+
+class DataEntry:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class DataEntry(object):
     def GetRootAsDataEntry(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # DataEntry
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -36,7 +39,10 @@ class DataEntry(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+            return self._tab.Get(
+                flatbuffers.number_types.Uint8Flags,
+                a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1),
+            )
         return 0
 
     # DataEntry
@@ -58,18 +64,42 @@ class DataEntry(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         return o == 0
 
-def DataEntryStart(builder): builder.StartObject(2)
+
+def DataEntryStart(builder):
+    builder.StartObject(2)
+
+
 def Start(builder):
     return DataEntryStart(builder)
-def DataEntryAddName(builder, name): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
+
+
+def DataEntryAddName(builder, name):
+    builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
+
+
 def AddName(builder, name):
     return DataEntryAddName(builder, name)
-def DataEntryAddValue(builder, value): builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(value), 0)
+
+
+def DataEntryAddValue(builder, value):
+    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(value), 0)
+
+
 def AddValue(builder, value):
     return DataEntryAddValue(builder, value)
-def DataEntryStartValueVector(builder, numElems): return builder.StartVector(1, numElems, 1)
+
+
+def DataEntryStartValueVector(builder, numElems):
+    return builder.StartVector(1, numElems, 1)
+
+
 def StartValueVector(builder, numElems):
     return DataEntryStartValueVector(builder, numElems)
-def DataEntryEnd(builder): return builder.EndObject()
+
+
+def DataEntryEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return DataEntryEnd(builder)

@@ -2,7 +2,8 @@
 
 # namespace: A6
 
-class ErrCode(object):
+
+class ErrCode:
     BAD_REQUEST = 0
     SERVICE_UNAVAILABLE = 1
     CONF_TOKEN_NOT_FOUND = 2

@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class ErrResp(object):
-    __slots__ = ['_tab']
+
+class ErrResp:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class ErrResp(object):
     def GetRootAsErrResp(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # ErrResp
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -31,12 +34,26 @@ class ErrResp(object):
             return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
         return 0
 
-def ErrRespStart(builder): builder.StartObject(1)
+
+def ErrRespStart(builder):
+    builder.StartObject(1)
+
+
 def Start(builder):
     return ErrRespStart(builder)
-def ErrRespAddCode(builder, code): builder.PrependUint8Slot(0, code, 0)
+
+
+def ErrRespAddCode(builder, code):
+    builder.PrependUint8Slot(0, code, 0)
+
+
 def AddCode(builder, code):
     return ErrRespAddCode(builder, code)
-def ErrRespEnd(builder): return builder.EndObject()
+
+
+def ErrRespEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return ErrRespEnd(builder)

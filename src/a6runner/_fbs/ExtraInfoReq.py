@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class ExtraInfoReq(object):
-    __slots__ = ['_tab']
+
+class ExtraInfoReq:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class ExtraInfoReq(object):
     def GetRootAsExtraInfoReq(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # ExtraInfoReq
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -36,20 +39,40 @@ class ExtraInfoReq(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             from flatbuffers.table import Table
+
             obj = Table(bytearray(), 0)
             self._tab.Union(obj, o)
             return obj
         return None
 
-def ExtraInfoReqStart(builder): builder.StartObject(2)
+
+def ExtraInfoReqStart(builder):
+    builder.StartObject(2)
+
+
 def Start(builder):
     return ExtraInfoReqStart(builder)
-def ExtraInfoReqAddInfoType(builder, infoType): builder.PrependUint8Slot(0, infoType, 0)
+
+
+def ExtraInfoReqAddInfoType(builder, infoType):
+    builder.PrependUint8Slot(0, infoType, 0)
+
+
 def AddInfoType(builder, infoType):
     return ExtraInfoReqAddInfoType(builder, infoType)
-def ExtraInfoReqAddInfo(builder, info): builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(info), 0)
+
+
+def ExtraInfoReqAddInfo(builder, info):
+    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(info), 0)
+
+
 def AddInfo(builder, info):
     return ExtraInfoReqAddInfo(builder, info)
-def ExtraInfoReqEnd(builder): return builder.EndObject()
+
+
+def ExtraInfoReqEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return ExtraInfoReqEnd(builder)

@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class ExtraInfoResp(object):
-    __slots__ = ['_tab']
+
+class ExtraInfoResp:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class ExtraInfoResp(object):
     def GetRootAsExtraInfoResp(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # ExtraInfoResp
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -29,7 +32,10 @@ class ExtraInfoResp(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
         if o != 0:
             a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+            return self._tab.Get(
+                flatbuffers.number_types.Uint8Flags,
+                a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1),
+            )
         return 0
 
     # ExtraInfoResp
@@ -51,15 +57,36 @@ class ExtraInfoResp(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
         return o == 0
 
-def ExtraInfoRespStart(builder): builder.StartObject(1)
+
+def ExtraInfoRespStart(builder):
+    builder.StartObject(1)
+
+
 def Start(builder):
     return ExtraInfoRespStart(builder)
-def ExtraInfoRespAddResult(builder, result): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(result), 0)
+
+
+def ExtraInfoRespAddResult(builder, result):
+    builder.PrependUOffsetTRelativeSlot(
+        0, flatbuffers.number_types.UOffsetTFlags.py_type(result), 0
+    )
+
+
 def AddResult(builder, result):
     return ExtraInfoRespAddResult(builder, result)
-def ExtraInfoRespStartResultVector(builder, numElems): return builder.StartVector(1, numElems, 1)
+
+
+def ExtraInfoRespStartResultVector(builder, numElems):
+    return builder.StartVector(1, numElems, 1)
+
+
 def StartResultVector(builder, numElems):
     return ExtraInfoRespStartResultVector(builder, numElems)
-def ExtraInfoRespEnd(builder): return builder.EndObject()
+
+
+def ExtraInfoRespEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return ExtraInfoRespEnd(builder)

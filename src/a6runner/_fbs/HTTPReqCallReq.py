@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class HTTPReqCallReq(object):
-    __slots__ = ['_tab']
+
+class HTTPReqCallReq:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class HTTPReqCallReq(object):
     def GetRootAsHTTPReqCallReq(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # HTTPReqCallReq
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -36,7 +39,10 @@ class HTTPReqCallReq(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+            return self._tab.Get(
+                flatbuffers.number_types.Uint8Flags,
+                a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1),
+            )
         return 0
 
     # HTTPReqCallReq
@@ -79,7 +85,8 @@ class HTTPReqCallReq(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from A6.TextEntry import TextEntry
+            from a6runner._fbs.TextEntry import TextEntry
+
             obj = TextEntry()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -104,7 +111,8 @@ class HTTPReqCallReq(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from A6.TextEntry import TextEntry
+            from a6runner._fbs.TextEntry import TextEntry
+
             obj = TextEntry()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -129,39 +137,100 @@ class HTTPReqCallReq(object):
             return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
         return 0
 
-def HTTPReqCallReqStart(builder): builder.StartObject(7)
+
+def HTTPReqCallReqStart(builder):
+    builder.StartObject(7)
+
+
 def Start(builder):
     return HTTPReqCallReqStart(builder)
-def HTTPReqCallReqAddId(builder, id): builder.PrependUint32Slot(0, id, 0)
+
+
+def HTTPReqCallReqAddId(builder, id):
+    builder.PrependUint32Slot(0, id, 0)
+
+
 def AddId(builder, id):
     return HTTPReqCallReqAddId(builder, id)
-def HTTPReqCallReqAddSrcIp(builder, srcIp): builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(srcIp), 0)
+
+
+def HTTPReqCallReqAddSrcIp(builder, srcIp):
+    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(srcIp), 0)
+
+
 def AddSrcIp(builder, srcIp):
     return HTTPReqCallReqAddSrcIp(builder, srcIp)
-def HTTPReqCallReqStartSrcIpVector(builder, numElems): return builder.StartVector(1, numElems, 1)
+
+
+def HTTPReqCallReqStartSrcIpVector(builder, numElems):
+    return builder.StartVector(1, numElems, 1)
+
+
 def StartSrcIpVector(builder, numElems):
     return HTTPReqCallReqStartSrcIpVector(builder, numElems)
-def HTTPReqCallReqAddMethod(builder, method): builder.PrependUint8Slot(2, method, 0)
+
+
+def HTTPReqCallReqAddMethod(builder, method):
+    builder.PrependUint8Slot(2, method, 0)
+
+
 def AddMethod(builder, method):
     return HTTPReqCallReqAddMethod(builder, method)
-def HTTPReqCallReqAddPath(builder, path): builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(path), 0)
+
+
+def HTTPReqCallReqAddPath(builder, path):
+    builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(path), 0)
+
+
 def AddPath(builder, path):
     return HTTPReqCallReqAddPath(builder, path)
-def HTTPReqCallReqAddArgs(builder, args): builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(args), 0)
+
+
+def HTTPReqCallReqAddArgs(builder, args):
+    builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(args), 0)
+
+
 def AddArgs(builder, args):
     return HTTPReqCallReqAddArgs(builder, args)
-def HTTPReqCallReqStartArgsVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+
+
+def HTTPReqCallReqStartArgsVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+
 def StartArgsVector(builder, numElems):
     return HTTPReqCallReqStartArgsVector(builder, numElems)
-def HTTPReqCallReqAddHeaders(builder, headers): builder.PrependUOffsetTRelativeSlot(5, flatbuffers.number_types.UOffsetTFlags.py_type(headers), 0)
+
+
+def HTTPReqCallReqAddHeaders(builder, headers):
+    builder.PrependUOffsetTRelativeSlot(
+        5, flatbuffers.number_types.UOffsetTFlags.py_type(headers), 0
+    )
+
+
 def AddHeaders(builder, headers):
     return HTTPReqCallReqAddHeaders(builder, headers)
-def HTTPReqCallReqStartHeadersVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+
+
+def HTTPReqCallReqStartHeadersVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+
 def StartHeadersVector(builder, numElems):
     return HTTPReqCallReqStartHeadersVector(builder, numElems)
-def HTTPReqCallReqAddConfToken(builder, confToken): builder.PrependUint32Slot(6, confToken, 0)
+
+
+def HTTPReqCallReqAddConfToken(builder, confToken):
+    builder.PrependUint32Slot(6, confToken, 0)
+
+
 def AddConfToken(builder, confToken):
     return HTTPReqCallReqAddConfToken(builder, confToken)
-def HTTPReqCallReqEnd(builder): return builder.EndObject()
+
+
+def HTTPReqCallReqEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return HTTPReqCallReqEnd(builder)

@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class HTTPReqCallResp(object):
-    __slots__ = ['_tab']
+
+class HTTPReqCallResp:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class HTTPReqCallResp(object):
     def GetRootAsHTTPReqCallResp(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # HTTPReqCallResp
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -43,23 +46,50 @@ class HTTPReqCallResp(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
         if o != 0:
             from flatbuffers.table import Table
+
             obj = Table(bytearray(), 0)
             self._tab.Union(obj, o)
             return obj
         return None
 
-def HTTPReqCallRespStart(builder): builder.StartObject(3)
+
+def HTTPReqCallRespStart(builder):
+    builder.StartObject(3)
+
+
 def Start(builder):
     return HTTPReqCallRespStart(builder)
-def HTTPReqCallRespAddId(builder, id): builder.PrependUint32Slot(0, id, 0)
+
+
+def HTTPReqCallRespAddId(builder, id):
+    builder.PrependUint32Slot(0, id, 0)
+
+
 def AddId(builder, id):
     return HTTPReqCallRespAddId(builder, id)
-def HTTPReqCallRespAddActionType(builder, actionType): builder.PrependUint8Slot(1, actionType, 0)
+
+
+def HTTPReqCallRespAddActionType(builder, actionType):
+    builder.PrependUint8Slot(1, actionType, 0)
+
+
 def AddActionType(builder, actionType):
     return HTTPReqCallRespAddActionType(builder, actionType)
-def HTTPReqCallRespAddAction(builder, action): builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(action), 0)
+
+
+def HTTPReqCallRespAddAction(builder, action):
+    builder.PrependUOffsetTRelativeSlot(
+        2, flatbuffers.number_types.UOffsetTFlags.py_type(action), 0
+    )
+
+
 def AddAction(builder, action):
     return HTTPReqCallRespAddAction(builder, action)
-def HTTPReqCallRespEnd(builder): return builder.EndObject()
+
+
+def HTTPReqCallRespEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return HTTPReqCallRespEnd(builder)

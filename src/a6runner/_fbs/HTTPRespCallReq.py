@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class HTTPRespCallReq(object):
-    __slots__ = ['_tab']
+
+class HTTPRespCallReq:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class HTTPRespCallReq(object):
     def GetRootAsHTTPRespCallReq(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # HTTPRespCallReq
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -45,7 +48,8 @@ class HTTPRespCallReq(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from A6.TextEntry import TextEntry
+            from a6runner._fbs.TextEntry import TextEntry
+
             obj = TextEntry()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -70,24 +74,60 @@ class HTTPRespCallReq(object):
             return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
         return 0
 
-def HTTPRespCallReqStart(builder): builder.StartObject(4)
+
+def HTTPRespCallReqStart(builder):
+    builder.StartObject(4)
+
+
 def Start(builder):
     return HTTPRespCallReqStart(builder)
-def HTTPRespCallReqAddId(builder, id): builder.PrependUint32Slot(0, id, 0)
+
+
+def HTTPRespCallReqAddId(builder, id):
+    builder.PrependUint32Slot(0, id, 0)
+
+
 def AddId(builder, id):
     return HTTPRespCallReqAddId(builder, id)
-def HTTPRespCallReqAddStatus(builder, status): builder.PrependUint16Slot(1, status, 0)
+
+
+def HTTPRespCallReqAddStatus(builder, status):
+    builder.PrependUint16Slot(1, status, 0)
+
+
 def AddStatus(builder, status):
     return HTTPRespCallReqAddStatus(builder, status)
-def HTTPRespCallReqAddHeaders(builder, headers): builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(headers), 0)
+
+
+def HTTPRespCallReqAddHeaders(builder, headers):
+    builder.PrependUOffsetTRelativeSlot(
+        2, flatbuffers.number_types.UOffsetTFlags.py_type(headers), 0
+    )
+
+
 def AddHeaders(builder, headers):
     return HTTPRespCallReqAddHeaders(builder, headers)
-def HTTPRespCallReqStartHeadersVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+
+
+def HTTPRespCallReqStartHeadersVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+
 def StartHeadersVector(builder, numElems):
     return HTTPRespCallReqStartHeadersVector(builder, numElems)
-def HTTPRespCallReqAddConfToken(builder, confToken): builder.PrependUint32Slot(3, confToken, 0)
+
+
+def HTTPRespCallReqAddConfToken(builder, confToken):
+    builder.PrependUint32Slot(3, confToken, 0)
+
+
 def AddConfToken(builder, confToken):
     return HTTPRespCallReqAddConfToken(builder, confToken)
-def HTTPRespCallReqEnd(builder): return builder.EndObject()
+
+
+def HTTPRespCallReqEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return HTTPRespCallReqEnd(builder)

@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class HTTPRespCallResp(object):
-    __slots__ = ['_tab']
+
+class HTTPRespCallResp:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class HTTPRespCallResp(object):
     def GetRootAsHTTPRespCallResp(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # HTTPRespCallResp
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -45,7 +48,8 @@ class HTTPRespCallResp(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from A6.TextEntry import TextEntry
+            from a6runner._fbs.TextEntry import TextEntry
+
             obj = TextEntry()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -68,7 +72,10 @@ class HTTPRespCallResp(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
         if o != 0:
             a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+            return self._tab.Get(
+                flatbuffers.number_types.Uint8Flags,
+                a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1),
+            )
         return 0
 
     # HTTPRespCallResp
@@ -90,27 +97,68 @@ class HTTPRespCallResp(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
         return o == 0
 
-def HTTPRespCallRespStart(builder): builder.StartObject(4)
+
+def HTTPRespCallRespStart(builder):
+    builder.StartObject(4)
+
+
 def Start(builder):
     return HTTPRespCallRespStart(builder)
-def HTTPRespCallRespAddId(builder, id): builder.PrependUint32Slot(0, id, 0)
+
+
+def HTTPRespCallRespAddId(builder, id):
+    builder.PrependUint32Slot(0, id, 0)
+
+
 def AddId(builder, id):
     return HTTPRespCallRespAddId(builder, id)
-def HTTPRespCallRespAddStatus(builder, status): builder.PrependUint16Slot(1, status, 0)
+
+
+def HTTPRespCallRespAddStatus(builder, status):
+    builder.PrependUint16Slot(1, status, 0)
+
+
 def AddStatus(builder, status):
     return HTTPRespCallRespAddStatus(builder, status)
-def HTTPRespCallRespAddHeaders(builder, headers): builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(headers), 0)
+
+
+def HTTPRespCallRespAddHeaders(builder, headers):
+    builder.PrependUOffsetTRelativeSlot(
+        2, flatbuffers.number_types.UOffsetTFlags.py_type(headers), 0
+    )
+
+
 def AddHeaders(builder, headers):
     return HTTPRespCallRespAddHeaders(builder, headers)
-def HTTPRespCallRespStartHeadersVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+
+
+def HTTPRespCallRespStartHeadersVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+
 def StartHeadersVector(builder, numElems):
     return HTTPRespCallRespStartHeadersVector(builder, numElems)
-def HTTPRespCallRespAddBody(builder, body): builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(body), 0)
+
+
+def HTTPRespCallRespAddBody(builder, body):
+    builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(body), 0)
+
+
 def AddBody(builder, body):
     return HTTPRespCallRespAddBody(builder, body)
-def HTTPRespCallRespStartBodyVector(builder, numElems): return builder.StartVector(1, numElems, 1)
+
+
+def HTTPRespCallRespStartBodyVector(builder, numElems):
+    return builder.StartVector(1, numElems, 1)
+
+
 def StartBodyVector(builder, numElems):
     return HTTPRespCallRespStartBodyVector(builder, numElems)
-def HTTPRespCallRespEnd(builder): return builder.EndObject()
+
+
+def HTTPRespCallRespEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return HTTPRespCallRespEnd(builder)

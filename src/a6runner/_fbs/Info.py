@@ -2,7 +2,8 @@
 
 # namespace: A6
 
-class Info(object):
+
+class Info:
     NONE = 0
     Var = 1
     ReqBody = 2

@@ -2,7 +2,8 @@
 
 # namespace: A6
 
-class Method(object):
+
+class Method:
     GET = 0
     HEAD = 1
     POST = 2

@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class PrepareConfReq(object):
-    __slots__ = ['_tab']
+
+class PrepareConfReq:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class PrepareConfReq(object):
     def GetRootAsPrepareConfReq(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # PrepareConfReq
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -31,7 +34,8 @@ class PrepareConfReq(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from A6.TextEntry import TextEntry
+            from a6runner._fbs.TextEntry import TextEntry
+
             obj = TextEntry()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -56,18 +60,42 @@ class PrepareConfReq(object):
             return self._tab.String(o + self._tab.Pos)
         return None
 
-def PrepareConfReqStart(builder): builder.StartObject(2)
+
+def PrepareConfReqStart(builder):
+    builder.StartObject(2)
+
+
 def Start(builder):
     return PrepareConfReqStart(builder)
-def PrepareConfReqAddConf(builder, conf): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(conf), 0)
+
+
+def PrepareConfReqAddConf(builder, conf):
+    builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(conf), 0)
+
+
 def AddConf(builder, conf):
     return PrepareConfReqAddConf(builder, conf)
-def PrepareConfReqStartConfVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+
+
+def PrepareConfReqStartConfVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+
 def StartConfVector(builder, numElems):
     return PrepareConfReqStartConfVector(builder, numElems)
-def PrepareConfReqAddKey(builder, key): builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(key), 0)
+
+
+def PrepareConfReqAddKey(builder, key):
+    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(key), 0)
+
+
 def AddKey(builder, key):
     return PrepareConfReqAddKey(builder, key)
-def PrepareConfReqEnd(builder): return builder.EndObject()
+
+
+def PrepareConfReqEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return PrepareConfReqEnd(builder)

@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class PrepareConfResp(object):
-    __slots__ = ['_tab']
+
+class PrepareConfResp:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class PrepareConfResp(object):
     def GetRootAsPrepareConfResp(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # PrepareConfResp
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -31,12 +34,26 @@ class PrepareConfResp(object):
             return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
         return 0
 
-def PrepareConfRespStart(builder): builder.StartObject(1)
+
+def PrepareConfRespStart(builder):
+    builder.StartObject(1)
+
+
 def Start(builder):
     return PrepareConfRespStart(builder)
-def PrepareConfRespAddConfToken(builder, confToken): builder.PrependUint32Slot(0, confToken, 0)
+
+
+def PrepareConfRespAddConfToken(builder, confToken):
+    builder.PrependUint32Slot(0, confToken, 0)
+
+
 def AddConfToken(builder, confToken):
     return PrepareConfRespAddConfToken(builder, confToken)
-def PrepareConfRespEnd(builder): return builder.EndObject()
+
+
+def PrepareConfRespEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return PrepareConfRespEnd(builder)

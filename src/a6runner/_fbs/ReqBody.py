@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class ReqBody(object):
-    __slots__ = ['_tab']
+
+class ReqBody:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,13 +22,23 @@ class ReqBody(object):
     def GetRootAsReqBody(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # ReqBody
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
 
-def ReqBodyStart(builder): builder.StartObject(0)
+
+def ReqBodyStart(builder):
+    builder.StartObject(0)
+
+
 def Start(builder):
     return ReqBodyStart(builder)
-def ReqBodyEnd(builder): return builder.EndObject()
+
+
+def ReqBodyEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return ReqBodyEnd(builder)

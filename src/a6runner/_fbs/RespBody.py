@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class RespBody(object):
-    __slots__ = ['_tab']
+
+class RespBody:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,13 +22,23 @@ class RespBody(object):
     def GetRootAsRespBody(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # RespBody
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
 
-def RespBodyStart(builder): builder.StartObject(0)
+
+def RespBodyStart(builder):
+    builder.StartObject(0)
+
+
 def Start(builder):
     return RespBodyStart(builder)
-def RespBodyEnd(builder): return builder.EndObject()
+
+
+def RespBodyEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return RespBodyEnd(builder)

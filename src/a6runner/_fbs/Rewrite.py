@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class Rewrite(object):
-    __slots__ = ['_tab']
+
+class Rewrite:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class Rewrite(object):
     def GetRootAsRewrite(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # Rewrite
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -38,7 +41,8 @@ class Rewrite(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from A6.TextEntry import TextEntry
+            from a6runner._fbs.TextEntry import TextEntry
+
             obj = TextEntry()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -63,7 +67,8 @@ class Rewrite(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from A6.TextEntry import TextEntry
+            from a6runner._fbs.TextEntry import TextEntry
+
             obj = TextEntry()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -88,7 +93,8 @@ class Rewrite(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from A6.TextEntry import TextEntry
+            from a6runner._fbs.TextEntry import TextEntry
+
             obj = TextEntry()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -111,7 +117,10 @@ class Rewrite(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
         if o != 0:
             a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+            return self._tab.Get(
+                flatbuffers.number_types.Uint8Flags,
+                a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1),
+            )
         return 0
 
     # Rewrite
@@ -133,36 +142,94 @@ class Rewrite(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
         return o == 0
 
-def RewriteStart(builder): builder.StartObject(5)
+
+def RewriteStart(builder):
+    builder.StartObject(5)
+
+
 def Start(builder):
     return RewriteStart(builder)
-def RewriteAddPath(builder, path): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(path), 0)
+
+
+def RewriteAddPath(builder, path):
+    builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(path), 0)
+
+
 def AddPath(builder, path):
     return RewriteAddPath(builder, path)
-def RewriteAddHeaders(builder, headers): builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(headers), 0)
+
+
+def RewriteAddHeaders(builder, headers):
+    builder.PrependUOffsetTRelativeSlot(
+        1, flatbuffers.number_types.UOffsetTFlags.py_type(headers), 0
+    )
+
+
 def AddHeaders(builder, headers):
     return RewriteAddHeaders(builder, headers)
-def RewriteStartHeadersVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+
+
+def RewriteStartHeadersVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+
 def StartHeadersVector(builder, numElems):
     return RewriteStartHeadersVector(builder, numElems)
-def RewriteAddArgs(builder, args): builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(args), 0)
+
+
+def RewriteAddArgs(builder, args):
+    builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(args), 0)
+
+
 def AddArgs(builder, args):
     return RewriteAddArgs(builder, args)
-def RewriteStartArgsVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+
+
+def RewriteStartArgsVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+
 def StartArgsVector(builder, numElems):
     return RewriteStartArgsVector(builder, numElems)
-def RewriteAddRespHeaders(builder, respHeaders): builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(respHeaders), 0)
+
+
+def RewriteAddRespHeaders(builder, respHeaders):
+    builder.PrependUOffsetTRelativeSlot(
+        3, flatbuffers.number_types.UOffsetTFlags.py_type(respHeaders), 0
+    )
+
+
 def AddRespHeaders(builder, respHeaders):
     return RewriteAddRespHeaders(builder, respHeaders)
-def RewriteStartRespHeadersVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+
+
+def RewriteStartRespHeadersVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+
 def StartRespHeadersVector(builder, numElems):
     return RewriteStartRespHeadersVector(builder, numElems)
-def RewriteAddBody(builder, body): builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(body), 0)
+
+
+def RewriteAddBody(builder, body):
+    builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(body), 0)
+
+
 def AddBody(builder, body):
     return RewriteAddBody(builder, body)
-def RewriteStartBodyVector(builder, numElems): return builder.StartVector(1, numElems, 1)
+
+
+def RewriteStartBodyVector(builder, numElems):
+    return builder.StartVector(1, numElems, 1)
+
+
 def StartBodyVector(builder, numElems):
     return RewriteStartBodyVector(builder, numElems)
-def RewriteEnd(builder): return builder.EndObject()
+
+
+def RewriteEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return RewriteEnd(builder)

@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class Stop(object):
-    __slots__ = ['_tab']
+
+class Stop:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class Stop(object):
     def GetRootAsStop(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # Stop
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -38,7 +41,8 @@ class Stop(object):
             x = self._tab.Vector(o)
             x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
             x = self._tab.Indirect(x)
-            from A6.TextEntry import TextEntry
+            from a6runner._fbs.TextEntry import TextEntry
+
             obj = TextEntry()
             obj.Init(self._tab.Bytes, x)
             return obj
@@ -61,7 +65,10 @@ class Stop(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
         if o != 0:
             a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+            return self._tab.Get(
+                flatbuffers.number_types.Uint8Flags,
+                a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1),
+            )
         return 0
 
     # Stop
@@ -83,24 +90,60 @@ class Stop(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
         return o == 0
 
-def StopStart(builder): builder.StartObject(3)
+
+def StopStart(builder):
+    builder.StartObject(3)
+
+
 def Start(builder):
     return StopStart(builder)
-def StopAddStatus(builder, status): builder.PrependUint16Slot(0, status, 0)
+
+
+def StopAddStatus(builder, status):
+    builder.PrependUint16Slot(0, status, 0)
+
+
 def AddStatus(builder, status):
     return StopAddStatus(builder, status)
-def StopAddHeaders(builder, headers): builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(headers), 0)
+
+
+def StopAddHeaders(builder, headers):
+    builder.PrependUOffsetTRelativeSlot(
+        1, flatbuffers.number_types.UOffsetTFlags.py_type(headers), 0
+    )
+
+
 def AddHeaders(builder, headers):
     return StopAddHeaders(builder, headers)
-def StopStartHeadersVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+
+
+def StopStartHeadersVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+
 def StartHeadersVector(builder, numElems):
     return StopStartHeadersVector(builder, numElems)
-def StopAddBody(builder, body): builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(body), 0)
+
+
+def StopAddBody(builder, body):
+    builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(body), 0)
+
+
 def AddBody(builder, body):
     return StopAddBody(builder, body)
-def StopStartBodyVector(builder, numElems): return builder.StartVector(1, numElems, 1)
+
+
+def StopStartBodyVector(builder, numElems):
+    return builder.StartVector(1, numElems, 1)
+
+
 def StartBodyVector(builder, numElems):
     return StopStartBodyVector(builder, numElems)
-def StopEnd(builder): return builder.EndObject()
+
+
+def StopEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return StopEnd(builder)

@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class TextEntry(object):
-    __slots__ = ['_tab']
+
+class TextEntry:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class TextEntry(object):
     def GetRootAsTextEntry(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # TextEntry
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -38,15 +41,34 @@ class TextEntry(object):
             return self._tab.String(o + self._tab.Pos)
         return None
 
-def TextEntryStart(builder): builder.StartObject(2)
+
+def TextEntryStart(builder):
+    builder.StartObject(2)
+
+
 def Start(builder):
     return TextEntryStart(builder)
-def TextEntryAddName(builder, name): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
+
+
+def TextEntryAddName(builder, name):
+    builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
+
+
 def AddName(builder, name):
     return TextEntryAddName(builder, name)
-def TextEntryAddValue(builder, value): builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(value), 0)
+
+
+def TextEntryAddValue(builder, value):
+    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(value), 0)
+
+
 def AddValue(builder, value):
     return TextEntryAddValue(builder, value)
-def TextEntryEnd(builder): return builder.EndObject()
+
+
+def TextEntryEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return TextEntryEnd(builder)

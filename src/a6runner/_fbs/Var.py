@@ -4,10 +4,12 @@
 
 import flatbuffers
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
 
-class Var(object):
-    __slots__ = ['_tab']
+
+class Var:
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -20,6 +22,7 @@ class Var(object):
     def GetRootAsVar(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     # Var
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
@@ -31,12 +34,26 @@ class Var(object):
             return self._tab.String(o + self._tab.Pos)
         return None
 
-def VarStart(builder): builder.StartObject(1)
+
+def VarStart(builder):
+    builder.StartObject(1)
+
+
 def Start(builder):
     return VarStart(builder)
-def VarAddName(builder, name): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
+
+
+def VarAddName(builder, name):
+    builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
+
+
 def AddName(builder, name):
     return VarAddName(builder, name)
-def VarEnd(builder): return builder.EndObject()
+
+
+def VarEnd(builder):
+    return builder.EndObject()
+
+
 def End(builder):
     return VarEnd(builder)

@@ -1,0 +1,27 @@
+"""a6runner: a Python plugin runner for Apache APISIX with a compiled core.
+
+Write a plugin by subclassing :class:`Plugin`; test it with :mod:`a6runner.testing`;
+run it with ``a6-runner run`` (APISIX starts it for you). See README.md.
+"""
+
+from ._errors import A6Error, ConfError, DecodeError, FrameTooLarge, PluginError, ProtocolError
+from ._kernels import implementation
+from ._plugin import MultiMap, Plugin, Request, Response, ResponseWriter, RunnerServices
+from ._registry import PluginLoadError
+
+__all__ = [
+    "A6Error",
+    "ConfError",
+    "DecodeError",
+    "FrameTooLarge",
+    "MultiMap",
+    "Plugin",
+    "PluginError",
+    "PluginLoadError",
+    "ProtocolError",
+    "Request",
+    "Response",
+    "ResponseWriter",
+    "RunnerServices",
+    "implementation",
+]

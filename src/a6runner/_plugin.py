@@ -1,0 +1,386 @@
+"""The plugin API: ``Plugin``, ``Request`` (request phase) and ``Response`` (response phase).
+
+A plugin is a class with a ``name``, a ``parse_conf`` that turns the route's JSON conf into
+whatever object the filters want, and two filters. The runner makes one instance of each
+plugin class and calls ``parse_conf`` once per PrepareConf; filters receive that parsed
+conf and a call object. Filters may be plain functions (run inline, the fast path) or
+``async def`` (run as a task; the only way to ``await`` nginx vars, bodies or timers).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from ._errors import ConfError
+from ._kernels import codec, headers
+
+if TYPE_CHECKING:
+    from ._kernels import codec as _codec_types
+
+MultiMap = headers.MultiMap
+
+METHODS = (
+    "GET", "HEAD", "POST", "PUT", "DELETE", "MKCOL", "COPY", "MOVE", "OPTIONS",
+    "PROPFIND", "PROPPATCH", "LOCK", "UNLOCK", "PATCH", "TRACE",
+)  # fmt: skip
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Plugin:
+    """Base class of every plugin. Subclass it, set ``name``, override what you need.
+
+    ``parse_conf`` defaults to ``json.loads`` (an empty conf is ``{}``); raise
+    ``ConfError`` (or ``ValueError``/``TypeError``) to reject a conf: the runner logs it and
+    skips that entry, as the other runners do. Both filters default to doing nothing.
+    """
+
+    name: ClassVar[str] = ""
+
+    def parse_conf(self, raw: bytes) -> Any:
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ConfError(f"conf is not valid JSON: {exc}") from None
+
+    def request_filter(self, conf: Any, req: Request) -> Awaitable[None] | None:
+        """Called for HTTPReqCall (ext-plugin-pre-req / post-req routes)."""
+        return None
+
+    def response_filter(self, conf: Any, resp: Response) -> Awaitable[None] | None:
+        """Called for HTTPRespCall (ext-plugin-post-resp routes)."""
+        return None
+
+
+class ExtraInfoSource(Protocol):
+    """How a call object asks APISIX for extra information (the connection implements it)."""
+
+    def ask(self, info_type: int, name: str | None) -> Awaitable[bytes | None]: ...
+
+
+class RunnerServices(Protocol):
+    """Runner-wide services plugins may use (shared by every worker process)."""
+
+    def reserve(self, key: str, rate: float, burst: int) -> Awaitable[float | None]:
+        """Take one token from the bucket ``key`` (created with ``rate``/``burst`` on first
+        use): the delay in seconds before the caller may proceed, or None when it must be
+        rejected (``burst`` is 0)."""
+        ...
+
+
+class _CallBase:
+    """What request and response calls share: identity, ExtraInfo access and its cache."""
+
+    __slots__ = ("_body", "_source", "_vars", "conf_token", "id", "services")
+
+    def __init__(
+        self, id: int, conf_token: int, source: ExtraInfoSource, services: RunnerServices
+    ) -> None:
+        self.id = id
+        self.conf_token = conf_token
+        self._source = source
+        self.services = services
+        self._vars: dict[str, str | None] | None = None
+        self._body: bytes | None = None
+
+    async def var(self, name: str) -> str | None:
+        """The nginx variable ``name`` (e.g. ``remote_addr``), fetched from APISIX once per
+        call and cached; None when nginx has no such variable or it is empty/unset."""
+        vars_ = self._vars
+        if vars_ is None:
+            vars_ = self._vars = {}
+        elif name in vars_:
+            return vars_[name]
+        raw = await self._source.ask(codec.INFO_VAR, name)
+        value = None if raw is None else raw.decode("utf-8", "surrogateescape")
+        vars_[name] = value
+        return value
+
+
+class Request(_CallBase):
+    """One HTTPReqCall: the request as APISIX sees it, and what the plugins change.
+
+    Read: ``id``, ``method``, ``path``, ``args``, ``headers``, ``src_ip``, ``await var(n)``,
+    ``await body()``. Change the upstream request: assign ``path``, mutate ``headers`` /
+    ``args`` (``set``/``add``/``delete``), ``set_body()``; add headers to the client
+    response while still going upstream: ``resp_headers``. Answer the client yourself (the
+    chain stops, APISIX does not call the upstream): ``respond()`` or ``response``.
+    """
+
+    __slots__ = (
+        "_args",
+        "_decoded",
+        "_headers",
+        "_new_body",
+        "_path",
+        "_resp_headers",
+        "_response",
+    )
+
+    def __init__(
+        self,
+        decoded: _codec_types.HTTPReqCallReq,
+        source: ExtraInfoSource,
+        services: RunnerServices,
+    ) -> None:
+        super().__init__(decoded.id, decoded.conf_token, source, services)
+        self._decoded = decoded
+        self._path: str | None = None
+        self._headers: headers.MultiMap | None = None
+        self._args: headers.MultiMap | None = None
+        self._resp_headers: headers.MultiMap | None = None
+        self._response: ResponseWriter | None = None
+        self._new_body: bytes | None = None
+
+    @property
+    def method(self) -> str:
+        m = self._decoded.method
+        return METHODS[m] if m < len(METHODS) else str(m)
+
+    @property
+    def path(self) -> str:
+        """The upstream URI path without query string. Assign to rewrite it."""
+        return self._decoded.path if self._path is None else self._path
+
+    @path.setter
+    def path(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError("path must be a str")
+        self._path = value
+
+    @property
+    def headers(self) -> headers.MultiMap:
+        """Request headers: case-insensitive, multi-valued; changes go upstream."""
+        h = self._headers
+        if h is None:
+            h = self._headers = MultiMap(self._decoded.headers, True)
+        return h
+
+    @property
+    def args(self) -> headers.MultiMap:
+        """Query args: case-sensitive, multi-valued; changes go upstream."""
+        a = self._args
+        if a is None:
+            a = self._args = MultiMap(self._decoded.args, False)
+        return a
+
+    @property
+    def src_ip(self) -> IPAddress | None:
+        """The client address, or None if APISIX sent none (or an unparseable one)."""
+        raw = self._decoded.src_ip
+        if len(raw) == 4:
+            return ipaddress.IPv4Address(raw)
+        if len(raw) == 16:
+            return ipaddress.IPv6Address(raw)
+        return None
+
+    @property
+    def resp_headers(self) -> headers.MultiMap:
+        """Headers to add to the client response when the request does go upstream
+        (APISIX ignores connection, content-length, content-type, location, server and a
+        few more here; see PROTOCOL.md)."""
+        h = self._resp_headers
+        if h is None:
+            h = self._resp_headers = MultiMap((), True)
+        return h
+
+    async def body(self) -> bytes:
+        """The request body (fetched from APISIX once per call); b"" when there is none."""
+        if self._body is None:
+            self._body = await self._source.ask(codec.INFO_REQ_BODY, None) or b""
+        return self._body
+
+    def set_body(self, body: bytes | str) -> None:
+        """Replace the request body sent upstream (APISIX ignores an empty one)."""
+        self._new_body = body.encode() if isinstance(body, str) else bytes(body)
+
+    @property
+    def response(self) -> ResponseWriter:
+        """The response to send instead of calling the upstream. Writing its status,
+        a header or its body makes this plugin the last one: the chain stops."""
+        r = self._response
+        if r is None:
+            r = self._response = ResponseWriter()
+        return r
+
+    def respond(
+        self,
+        status: int = 200,
+        body: bytes | str = b"",
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Answer the client now: ``status``, ``body`` and ``headers`` (the chain stops)."""
+        r = self.response
+        r.status = status
+        if body:
+            r.body = body.encode() if isinstance(body, str) else bytes(body)
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        for name, value in pairs:
+            r.headers.add(name, value)
+
+    # -- used by the runner -------------------------------------------------------------
+
+    @property
+    def ends_chain(self) -> bool:
+        """True once a filter wrote a response (Stop): later filters are not called."""
+        r = self._response
+        return r is not None and r.written
+
+    def build_reply(self) -> bytes:
+        """The HTTPReqCall.Resp frame for what the filters did."""
+        r = self._response
+        if r is not None and r.written:
+            entries = r.headers.items() if r._headers is not None else []
+            rh = self._resp_headers
+            if rh is not None and len(rh):
+                # resp_headers written by earlier plugins still reach the client,
+                # unless the stopping plugin set the same name.
+                stop_names = {n.lower() for n, _ in entries}
+                entries = [e for e in rh.items() if e[0].lower() not in stop_names] + entries
+            return codec.build_stop(self.id, r.status, entries, r.body)
+        path = self._path
+        if path is not None and path == self._decoded.path:
+            path = None
+        h = self._headers
+        hdr_changes = h.changes_joined() if h is not None and h.changed else ()
+        a = self._args
+        arg_changes = a.changes() if a is not None and a.changed else ()
+        rh = self._resp_headers
+        resp_entries = rh.items() if rh is not None else ()
+        body = self._new_body or None
+        if path is None and not hdr_changes and not arg_changes and not resp_entries and not body:
+            return codec.build_http_req_call_resp(self.id)
+        return codec.build_rewrite(self.id, path, hdr_changes, arg_changes, resp_entries, body)
+
+
+class ResponseWriter:
+    """The client response a request-phase plugin writes (a Stop action)."""
+
+    __slots__ = ("_body", "_headers", "_status")
+
+    def __init__(self) -> None:
+        self._status = 0
+        self._headers: headers.MultiMap | None = None
+        self._body: bytes | None = None
+
+    @property
+    def status(self) -> int:
+        """HTTP status; 0 until set (APISIX answers 200 then)."""
+        return self._status
+
+    @status.setter
+    def status(self, value: int) -> None:
+        if not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+            raise ValueError(f"status must be an int in 0..65535, not {value!r}")
+        self._status = value
+
+    @property
+    def headers(self) -> headers.MultiMap:
+        h = self._headers
+        if h is None:
+            h = self._headers = MultiMap((), True)
+        return h
+
+    @property
+    def body(self) -> bytes | None:
+        return self._body
+
+    @body.setter
+    def body(self, value: bytes | str | None) -> None:
+        self._body = value.encode() if isinstance(value, str) else value
+
+    @property
+    def written(self) -> bool:
+        return bool(
+            self._status or self._body or (self._headers is not None and len(self._headers))
+        )
+
+
+# Hop-by-hop and framing headers never forwarded in an HTTPRespCall reply: APISIX frames
+# the (possibly new) body itself.
+_DROP_ALWAYS = frozenset({"content-length", "transfer-encoding", "connection"})
+# Representation validators that a new body invalidates.
+_DROP_ON_NEW_BODY = frozenset({"etag", "content-md5"})
+
+
+class Response(_CallBase):
+    """One HTTPRespCall: the upstream response (status, headers, body) and its changes.
+
+    Read: ``id``, ``status``, ``headers``, ``await body()`` (the upstream body),
+    ``await var(n)``. Change: assign ``status``, mutate ``headers``, ``set_body()``. A
+    filter that changes anything ends the response chain.
+    """
+
+    __slots__ = ("_decoded", "_headers", "_new_body", "_status")
+
+    def __init__(
+        self,
+        decoded: _codec_types.HTTPRespCallReq,
+        source: ExtraInfoSource,
+        services: RunnerServices,
+    ) -> None:
+        super().__init__(decoded.id, decoded.conf_token, source, services)
+        self._decoded = decoded
+        self._status: int | None = None
+        self._headers: headers.MultiMap | None = None
+        self._new_body: bytes | None = None
+
+    @property
+    def status(self) -> int:
+        return self._decoded.status if self._status is None else self._status
+
+    @status.setter
+    def status(self, value: int) -> None:
+        if not isinstance(value, int) or not 0 < value <= 0xFFFF:
+            raise ValueError(f"status must be an int in 1..65535, not {value!r}")
+        self._status = value
+
+    @property
+    def headers(self) -> headers.MultiMap:
+        """The upstream response headers (case-insensitive, multi-valued); mutate them to
+        change what the client gets. The runner sends the complete resulting set."""
+        h = self._headers
+        if h is None:
+            h = self._headers = MultiMap(self._decoded.headers, True)
+        return h
+
+    async def body(self) -> bytes:
+        """The upstream response body (fetched from APISIX once per call)."""
+        if self._body is None:
+            self._body = await self._source.ask(codec.INFO_RESP_BODY, None) or b""
+        return self._body
+
+    def set_body(self, body: bytes | str) -> None:
+        """Replace the response body sent to the client."""
+        self._new_body = body.encode() if isinstance(body, str) else bytes(body)
+
+    # -- used by the runner -------------------------------------------------------------
+
+    @property
+    def ends_chain(self) -> bool:
+        """True once a filter changed status, headers or body: later filters are skipped."""
+        h = self._headers
+        return (
+            (self._status is not None and self._status != self._decoded.status)
+            or self._new_body is not None
+            or (h is not None and h.changed)
+        )
+
+    def build_reply(self) -> bytes:
+        """The HTTPRespCall.Resp frame for what the filters did."""
+        status = self._status if self._status is not None else 0
+        if status == self._decoded.status:
+            status = 0
+        h = self._headers
+        body = self._new_body
+        entries: list[tuple[str, str]] = []
+        if body is not None or (h is not None and h.changed):
+            # APISIX replaces the upstream headers with exactly what we send: send them all.
+            drop = _DROP_ALWAYS | _DROP_ON_NEW_BODY if body is not None else _DROP_ALWAYS
+            entries = [e for e in self.headers.items() if e[0].lower() not in drop]
+        return codec.build_http_resp_call_resp(self.id, status, entries, body)

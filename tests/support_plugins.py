@@ -1,0 +1,209 @@
+"""Plugins used by the runner's own tests: each exercises one part of the call semantics."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any, ClassVar
+
+from a6runner import ConfError, Plugin, Request, Response
+
+
+class EchoInput(Plugin):
+    """Answers with what it saw of the request, as JSON."""
+
+    name = "echo-input"
+
+    def request_filter(self, conf: Any, req: Request) -> None:
+        seen = {
+            "id": req.id,
+            "method": req.method,
+            "path": req.path,
+            "args": req.args.items(),
+            "headers": req.headers.items(),
+            "src_ip": str(req.src_ip) if req.src_ip is not None else None,
+            "conf_token": req.conf_token,
+            "conf": conf,
+        }
+        req.respond(200, json.dumps(seen))
+
+
+class Stopper(Plugin):
+    """conf: {"status": int, "headers": [[name, value], ...], "body": str}"""
+
+    name = "stopper"
+
+    def parse_conf(self, raw: bytes) -> Any:
+        conf = super().parse_conf(raw)
+        if not isinstance(conf, dict):
+            raise ConfError("conf must be an object")
+        return conf
+
+    def request_filter(self, conf: Any, req: Request) -> None:
+        if "status" in conf:
+            req.response.status = conf["status"]
+        for name, value in conf.get("headers", []):
+            req.response.headers.add(name, value)
+        if conf.get("body"):
+            req.response.body = conf["body"].encode()
+
+
+class Rewriter(Plugin):
+    """conf: {"path", "set_headers", "add_headers", "del_headers", "set_args", "add_args",
+    "del_args", "resp_headers", "body"} - each optional."""
+
+    name = "rewriter"
+
+    def request_filter(self, conf: Any, req: Request) -> None:
+        if "path" in conf:
+            req.path = conf["path"]
+        for name, value in conf.get("set_headers", {}).items():
+            req.headers.set(name, value)
+        for name, value in conf.get("add_headers", []):
+            req.headers.add(name, value)
+        for name in conf.get("del_headers", []):
+            req.headers.delete(name)
+        for name, value in conf.get("set_args", {}).items():
+            req.args.set(name, value)
+        for name, value in conf.get("add_args", []):
+            req.args.add(name, value)
+        for name in conf.get("del_args", []):
+            req.args.delete(name)
+        for name, value in conf.get("resp_headers", []):
+            req.resp_headers.add(name, value)
+        if "body" in conf:
+            req.set_body(conf["body"])
+
+
+class AskVars(Plugin):
+    """Fetches the vars named in conf["vars"] (twice, to check the cache) and answers them."""
+
+    name = "ask-vars"
+
+    async def request_filter(self, conf: Any, req: Request) -> None:
+        values = {name: await req.var(name) for name in conf["vars"]}
+        again = {name: await req.var(name) for name in conf["vars"]}
+        assert values == again
+        req.respond(200, json.dumps(values))
+
+
+class AskBody(Plugin):
+    """Answers with the length and sha256 of the request body."""
+
+    name = "ask-body"
+
+    async def request_filter(self, conf: Any, req: Request) -> None:
+        body = await req.body()
+        assert (await req.body()) is body
+        req.respond(200, json.dumps({"len": len(body), "sha256": hashlib.sha256(body).hexdigest()}))
+
+
+class BigStop(Plugin):
+    """Answers a body of conf["size"] bytes."""
+
+    name = "big-stop"
+
+    def request_filter(self, conf: Any, req: Request) -> None:
+        req.respond(200, b"x" * conf["size"])
+
+
+class Boom(Plugin):
+    name = "boom"
+
+    def request_filter(self, conf: Any, req: Request) -> None:
+        raise RuntimeError("plugin bug")
+
+    async def response_filter(self, conf: Any, resp: Response) -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("plugin bug in an async filter")
+
+
+class BadConf(Plugin):
+    """Rejects every conf."""
+
+    name = "bad-conf"
+
+    def parse_conf(self, raw: bytes) -> Any:
+        raise ConfError("this plugin rejects every conf")
+
+    def request_filter(self, conf: Any, req: Request) -> None:
+        raise AssertionError("never called: its conf is always rejected")
+
+
+class Sleepy(Plugin):
+    """Sleeps conf["seconds"], then answers conf["body"]."""
+
+    name = "sleepy"
+
+    async def request_filter(self, conf: Any, req: Request) -> None:
+        await asyncio.sleep(conf["seconds"])
+        req.respond(200, conf.get("body", "slept"))
+
+
+class CountParses(Plugin):
+    """Counts parse_conf calls (class-wide) and answers the count."""
+
+    name = "count-parses"
+    parses: ClassVar[int] = 0
+
+    def parse_conf(self, raw: bytes) -> Any:
+        type(self).parses += 1
+        return type(self).parses
+
+    def request_filter(self, conf: Any, req: Request) -> None:
+        req.respond(200, str(type(self).parses))
+
+
+class RespMod(Plugin):
+    """Response filter: conf {"status", "set_headers", "del_headers", "body", "read_body"}."""
+
+    name = "resp-mod"
+
+    async def response_filter(self, conf: Any, resp: Response) -> None:
+        if conf.get("read_body"):
+            body = await resp.body()
+            resp.set_body(body.upper())
+        if "status" in conf:
+            resp.status = conf["status"]
+        for name, value in conf.get("set_headers", {}).items():
+            resp.headers.set(name, value)
+        for name in conf.get("del_headers", []):
+            resp.headers.delete(name)
+        if "body" in conf:
+            resp.set_body(conf["body"])
+
+
+class RespSetHeader(Plugin):
+    """Plain-def response filter that sets one header (fast path)."""
+
+    name = "resp-set-header"
+
+    def response_filter(self, conf: Any, resp: Response) -> None:
+        resp.headers.set(conf["name"], conf["value"])
+
+
+class Marker(Plugin):
+    """Adds a request header naming itself: shows which filters ran, in order."""
+
+    name = "marker"
+
+    def request_filter(self, conf: Any, req: Request) -> None:
+        req.headers.add("x-ran", conf["mark"])
+
+
+ALL = [
+    EchoInput,
+    Stopper,
+    Rewriter,
+    AskVars,
+    AskBody,
+    BigStop,
+    Boom,
+    BadConf,
+    Sleepy,
+    CountParses,
+    RespMod,
+    RespSetHeader,
+    Marker,
+]
