@@ -437,3 +437,47 @@ def table_and_vtable(payload: bytes) -> tuple[int, int]:
     (root,) = struct.unpack_from("<I", payload, 0)
     (soffset,) = struct.unpack_from("<i", payload, root)
     return root, root - soffset
+
+
+# --- expectations ----------------------------------------------------------------------
+
+
+def entries_as_read(entries: Sequence[RawEntry]) -> list[tuple[str, str | None]]:
+    """What our readers give back for entries written as (name, value): an absent name
+    is "", bytes are decoded with surrogateescape, an absent value stays None."""
+    return [
+        (_text(_raw(name)) if name is not None else "", _text_or_none(value))
+        for name, value in entries
+    ]
+
+
+def _text_or_none(value: str | bytes | None) -> str | None:
+    return None if value is None else _text(_raw(value))
+
+
+def snapshot(decoder: str, decoded: Any) -> Any:
+    """Every field of what ``decode_<decoder>`` returned, as plain comparable values."""
+    if decoder == "prepare_conf_req":
+        return decoded.key, decoded.conf
+    if decoder == "http_req_call_req":
+        return (
+            decoded.id,
+            decoded.conf_token,
+            decoded.method,
+            decoded.path,
+            decoded.src_ip,
+            decoded.args,
+            decoded.headers,
+        )
+    if decoder == "http_resp_call_req":
+        return decoded.id, decoded.status, decoded.conf_token, decoded.headers
+    return decoded  # extra_info_resp: bytes | None; err_resp: int
+
+
+DECODER_NAMES = (
+    "prepare_conf_req",
+    "http_req_call_req",
+    "http_resp_call_req",
+    "extra_info_resp",
+    "err_resp",
+)
