@@ -1,0 +1,276 @@
+# cython: language_level=3
+"""Regex body rewriting (response-rewrite ``filters``): the compiled twin of
+``a6runner._bodyrewrite_py``. Contract: bodyrewrite.pyi.
+
+Each replacement template (Go ``regexp.Expand`` syntax) is parsed once, at conf time,
+into pieces: literal bytes and group numbers (named groups resolved, references to
+groups that do not exist dropped since they expand to nothing). A template without
+group references is handed to ``re.subn`` as a plain literal, which ``re`` copies in C.
+One with group references is expanded here: the match loop walks ``finditer`` (or one
+``search``), and the output is assembled by copying spans of the input straight into a
+single C buffer, with no Python call per match besides the match object's spans.
+"""
+
+import re
+
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM
+from cpython.tuple cimport PyTuple_GET_ITEM
+
+from a6runner._errors import ConfError
+
+cdef frozenset _NAME_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+)
+
+
+# -- templates (conf time) -----------------------------------------------------------------
+
+
+cdef tuple _reference_at(str template, Py_ssize_t start):
+    """(group name, end of the reference) for a ``$`` at ``start - 1``, or None when what
+    follows is not a valid reference."""
+    cdef Py_ssize_t length = len(template)
+    cdef bint braced = start < length and template[start] == "{"
+    cdef Py_ssize_t name_start = start + 1 if braced else start
+    cdef Py_ssize_t name_end = name_start
+    while name_end < length and template[name_end] in _NAME_CHARS:
+        name_end += 1
+    if name_end == name_start:
+        return None
+    if not braced:
+        return template[name_start:name_end], name_end
+    if name_end >= length or template[name_end] != "}":
+        return None
+    return template[name_start:name_end], name_end + 1
+
+
+cdef object _group_number(str name, Py_ssize_t group_count, object group_index):
+    """The group ``name`` refers to, or None when there is no such group."""
+    if name.isdigit() and (name == "0" or name[0] != "0"):
+        number = int(name)
+        return number if number <= group_count else None
+    # a number with leading zeros is a name, and no group name starts with a digit
+    return group_index.get(name)
+
+
+cdef list _parse_template(str template, Py_ssize_t group_count, object group_index):
+    """Split a Go-style template into literal bytes and group numbers, adjacent literals
+    merged."""
+    cdef list pieces = []
+    cdef list literal = []
+    cdef Py_ssize_t position = 0
+    cdef Py_ssize_t dollar
+    while True:
+        dollar = template.find("$", position)
+        if dollar < 0:
+            literal.append(template[position:])
+            break
+        literal.append(template[position:dollar])
+        if template.startswith("$", dollar + 1):
+            literal.append("$")
+            position = dollar + 2
+            continue
+        reference = _reference_at(template, dollar + 1)
+        if reference is None:
+            literal.append("$")  # not a reference: the $ is literal text
+            position = dollar + 1
+            continue
+        name, position = reference
+        group = _group_number(name, group_count, group_index)
+        if group is not None:
+            text = "".join(literal)
+            if text:
+                pieces.append(text.encode("utf-8"))
+            literal = []
+            pieces.append(group)
+    text = "".join(literal)
+    if text:
+        pieces.append(text.encode("utf-8"))
+    return pieces
+
+
+# -- output buffer -------------------------------------------------------------------------
+
+
+cdef struct _Buffer:
+    char* data
+    Py_ssize_t size
+    Py_ssize_t capacity
+
+
+cdef int _append(_Buffer* out, const char* source, Py_ssize_t count) except -1:
+    cdef Py_ssize_t needed = out.size + count
+    cdef Py_ssize_t capacity = out.capacity
+    cdef char* grown
+    if needed > capacity:
+        while capacity < needed:
+            capacity *= 2
+        grown = <char*>realloc(out.data, capacity)
+        if grown is NULL:
+            raise MemoryError()
+        out.data = grown
+        out.capacity = capacity
+    memcpy(out.data + out.size, source, count)
+    out.size = needed
+    return 0
+
+
+# -- filters -------------------------------------------------------------------------------
+
+
+cdef class _Filter:
+    """One compiled filter."""
+
+    cdef object pattern
+    cdef bint once
+    # the replacement as a plain literal for re.subn, or None when it references groups
+    cdef object literal
+    # pieces: group number per piece (-1 = the literal in ``literals`` at that index)
+    cdef list literals
+    cdef int* groups
+    cdef Py_ssize_t piece_count
+
+    def __dealloc__(self):
+        free(self.groups)
+
+    cdef int _expand_match(self, _Buffer* out, const char* source, tuple spans) except -1:
+        cdef Py_ssize_t i, start, end
+        cdef int group
+        cdef bytes literal
+        cdef tuple span
+        for i in range(self.piece_count):
+            group = self.groups[i]
+            if group < 0:
+                literal = <bytes>PyList_GET_ITEM(self.literals, i)
+                _append(out, PyBytes_AS_STRING(literal), PyBytes_GET_SIZE(literal))
+            else:
+                span = <tuple>PyTuple_GET_ITEM(spans, group)
+                start = <object>PyTuple_GET_ITEM(span, 0)
+                end = <object>PyTuple_GET_ITEM(span, 1)
+                if start >= 0:  # -1: the group did not take part in the match
+                    _append(out, source + start, end - start)
+        return 0
+
+    cdef object expand(self, bytes body):
+        """The rewritten body, or None when the pattern does not match."""
+        cdef const char* source = PyBytes_AS_STRING(body)
+        cdef Py_ssize_t length = PyBytes_GET_SIZE(body)
+        cdef Py_ssize_t position = 0, start, end
+        cdef bint matched = False
+        cdef tuple spans, whole
+        cdef _Buffer out
+        if self.once:
+            match = self.pattern.search(body)
+            if match is None:
+                return None
+            matches = (match,)
+        else:
+            matches = self.pattern.finditer(body)
+        out.size = 0
+        out.capacity = length + 64
+        out.data = <char*>malloc(out.capacity)
+        if out.data is NULL:
+            raise MemoryError()
+        try:
+            for match in matches:
+                matched = True
+                spans = match.regs
+                whole = <tuple>PyTuple_GET_ITEM(spans, 0)
+                start = <object>PyTuple_GET_ITEM(whole, 0)
+                end = <object>PyTuple_GET_ITEM(whole, 1)
+                _append(&out, source + position, start - position)
+                self._expand_match(&out, source, spans)
+                position = end
+            if not matched:
+                return None
+            _append(&out, source + position, length - position)
+            return PyBytes_FromStringAndSize(out.data, out.size)
+        finally:
+            free(out.data)
+
+
+cdef _Filter _compile_filter(Py_ssize_t index, object regex, object scope, object replace):
+    cdef _Filter compiled = _Filter.__new__(_Filter)
+    cdef Py_ssize_t i
+    for field, value in (("regex", regex), ("scope", scope), ("replace", replace)):
+        if not isinstance(value, str):
+            raise ConfError(
+                f"filter {index}: {field} must be a string, not {type(value).__name__}"
+            )
+    if scope == "once":
+        compiled.once = True
+    elif scope == "global":
+        compiled.once = False
+    else:
+        raise ConfError(f"filter {index}: scope must be 'once' or 'global', not {scope!r}")
+    try:
+        compiled.pattern = re.compile(regex.encode("utf-8"))
+    except (re.error, OverflowError, RecursionError, UnicodeEncodeError) as exc:
+        raise ConfError(f"filter {index}: bad regex {regex!r}: {exc}") from None
+    try:
+        pieces = _parse_template(replace, compiled.pattern.groups, compiled.pattern.groupindex)
+    except UnicodeEncodeError as exc:
+        raise ConfError(f"filter {index}: bad replace {replace!r}: {exc}") from None
+
+    if all(isinstance(piece, bytes) for piece in pieces):
+        # escaped so that re takes every byte literally
+        compiled.literal = b"".join(pieces).replace(b"\\", b"\\\\")
+        return compiled
+    compiled.literal = None
+    compiled.piece_count = len(pieces)
+    compiled.groups = <int*>malloc(max(1, compiled.piece_count) * sizeof(int))
+    if compiled.groups is NULL:
+        raise MemoryError()
+    compiled.literals = []
+    for i in range(compiled.piece_count):
+        piece = pieces[i]
+        if isinstance(piece, bytes):
+            compiled.groups[i] = -1
+            compiled.literals.append(piece)
+        else:
+            compiled.groups[i] = piece
+            compiled.literals.append(None)
+    return compiled
+
+
+cdef class BodyRewriter:
+    """An ordered list of (regex, scope, replace) filters compiled once, at conf time."""
+
+    cdef list _filters
+
+    def __init__(self, filters):
+        cdef list compiled = []
+        for index, entry in enumerate(filters):
+            try:
+                regex, scope, replace = entry
+            except (TypeError, ValueError):
+                raise ConfError(f"filter {index}: expected (regex, scope, replace)") from None
+            compiled.append(_compile_filter(index, regex, scope, replace))
+        self._filters = compiled
+
+    def __len__(self):
+        return len(self._filters)
+
+    def rewrite(self, body):
+        """Apply every filter in order; the rewritten body, or None when none matched."""
+        cdef _Filter current
+        cdef bint matched = False
+        if type(body) is not bytes:
+            body = bytes(memoryview(body))
+        for current in self._filters:
+            if current.literal is not None:
+                rewritten, count = current.pattern.subn(
+                    current.literal, body, 1 if current.once else 0
+                )
+                if not count:
+                    continue
+            else:
+                rewritten = current.expand(body)
+                if rewritten is None:
+                    continue
+            body = rewritten
+            matched = True
+        return body if matched else None

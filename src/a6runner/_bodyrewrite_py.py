@@ -1,0 +1,144 @@
+"""Regex body rewriting (response-rewrite ``filters``): the pure-Python twin of
+``a6native.bodyrewrite``. Contract: src/a6native/bodyrewrite.pyi.
+
+Each replacement template (Go ``regexp.Expand`` syntax) is parsed once, at conf time,
+into pieces: literal bytes and group numbers (named groups resolved, references to
+groups that do not exist dropped since they expand to nothing). The pieces are then
+handed to ``re`` as its own replacement (a literal, or a ``\\g<n>`` template), so the
+matches are exactly those of ``search``/``finditer`` and ``re`` does the loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from ._errors import ConfError
+
+Piece = bytes | int  # literal bytes, or the number of a group to insert
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def _reference_at(template: str, start: int) -> tuple[str, int] | None:
+    """The group name referenced right after a ``$`` at ``start - 1``, and where the
+    reference ends; None when what follows is not a valid reference."""
+    braced = template.startswith("{", start)
+    name_start = start + 1 if braced else start
+    name_end = name_start
+    while name_end < len(template) and template[name_end] in _NAME_CHARS:
+        name_end += 1
+    if name_end == name_start:
+        return None
+    if not braced:
+        return template[name_start:name_end], name_end
+    if not template.startswith("}", name_end):
+        return None
+    return template[name_start:name_end], name_end + 1
+
+
+def _group_number(name: str, group_count: int, group_index: Mapping[str, int]) -> int | None:
+    """The group ``name`` refers to, or None when there is no such group."""
+    if name.isdigit() and (name == "0" or not name.startswith("0")):
+        number = int(name)
+        return number if number <= group_count else None
+    # a number with leading zeros is a name, and no group name starts with a digit
+    return group_index.get(name)
+
+
+def parse_template(template: str, group_count: int, group_index: Mapping[str, int]) -> list[Piece]:
+    """Split a Go-style template into literal bytes and group numbers, adjacent literals
+    merged."""
+    pieces: list[Piece] = []
+    literal: list[str] = []
+    position = 0
+    while True:
+        dollar = template.find("$", position)
+        if dollar < 0:
+            literal.append(template[position:])
+            break
+        literal.append(template[position:dollar])
+        if template.startswith("$", dollar + 1):
+            literal.append("$")
+            position = dollar + 2
+            continue
+        reference = _reference_at(template, dollar + 1)
+        if reference is None:
+            literal.append("$")  # not a reference: the $ is literal text
+            position = dollar + 1
+            continue
+        name, position = reference
+        group = _group_number(name, group_count, group_index)
+        if group is not None:
+            if any(literal):
+                pieces.append("".join(literal).encode("utf-8"))
+            literal.clear()
+            pieces.append(group)
+    if any(literal):
+        pieces.append("".join(literal).encode("utf-8"))
+    return pieces
+
+
+def compile_filter(
+    index: int, regex: object, scope: object, replace: object
+) -> tuple[re.Pattern[bytes], int, list[Piece]]:
+    """Check and compile one filter: (pattern, count for re: 1 once / 0 global, pieces)."""
+    for field, value in (("regex", regex), ("scope", scope), ("replace", replace)):
+        if not isinstance(value, str):
+            raise ConfError(f"filter {index}: {field} must be a string, not {type(value).__name__}")
+    assert isinstance(regex, str) and isinstance(replace, str)
+    if scope == "once":
+        count = 1
+    elif scope == "global":
+        count = 0
+    else:
+        raise ConfError(f"filter {index}: scope must be 'once' or 'global', not {scope!r}")
+    try:
+        pattern = re.compile(regex.encode("utf-8"))
+    except (re.error, OverflowError, RecursionError, UnicodeEncodeError) as exc:
+        raise ConfError(f"filter {index}: bad regex {regex!r}: {exc}") from None
+    try:
+        pieces = parse_template(replace, pattern.groups, pattern.groupindex)
+    except UnicodeEncodeError as exc:
+        raise ConfError(f"filter {index}: bad replace {replace!r}: {exc}") from None
+    return pattern, count, pieces
+
+
+def _as_re_replacement(pieces: list[Piece]) -> bytes:
+    """The pieces in ``re``'s own replacement syntax (a plain literal when no group)."""
+    return b"".join(
+        piece.replace(b"\\", b"\\\\") if isinstance(piece, bytes) else b"\\g<%d>" % piece
+        for piece in pieces
+    )
+
+
+class BodyRewriter:
+    """An ordered list of (regex, scope, replace) filters compiled once, at conf time."""
+
+    __slots__ = ("_filters",)
+
+    def __init__(self, filters: Sequence[tuple[str, str, str]]) -> None:
+        compiled: list[tuple[re.Pattern[bytes], bytes, int]] = []
+        for index, entry in enumerate(filters):
+            try:
+                regex, scope, replace = entry
+            except (TypeError, ValueError):
+                raise ConfError(f"filter {index}: expected (regex, scope, replace)") from None
+            pattern, count, pieces = compile_filter(index, regex, scope, replace)
+            compiled.append((pattern, _as_re_replacement(pieces), count))
+        self._filters = compiled
+
+    def __len__(self) -> int:
+        return len(self._filters)
+
+    def rewrite(self, body: bytes) -> bytes | None:
+        """Apply every filter in order; the rewritten body, or None when none matched."""
+        if not isinstance(body, bytes):
+            body = bytes(memoryview(body))
+        matched = False
+        for pattern, replacement, count in self._filters:
+            rewritten, matches = pattern.subn(replacement, body, count)
+            if matches:
+                body = rewritten
+                matched = True
+        return body if matched else None
