@@ -1,0 +1,39 @@
+"""say: answer the request from the runner, without calling the upstream.
+
+Conf ``{"body": str}``. An empty (or absent) body does nothing and the request goes
+upstream. Otherwise the runner answers the client with that body and the header
+``X-Resp-A6-Runner: Python``; the status is left unset, which APISIX sends as 200.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from a6runner import ConfError, Plugin, Request
+
+
+@dataclass(frozen=True, slots=True)
+class SayConf:
+    body: bytes
+
+
+class Say(Plugin):
+    name = "say"
+
+    def parse_conf(self, raw: bytes) -> SayConf:
+        conf = super().parse_conf(raw)  # JSON -> dict ({} for an empty conf)
+        if not isinstance(conf, dict):
+            raise ConfError("conf must be a JSON object")
+        body = conf.get("body", "")
+        if not isinstance(body, str):
+            raise ConfError(f"body must be a string, not {body!r}")
+        return SayConf(body.encode())
+
+    # A plain ``def``: nothing to await, so the runner answers inline (the fast path).
+    def request_filter(self, conf: SayConf, req: Request) -> None:
+        if not conf.body:
+            return
+        # Writing the response (a header, the body) stops the chain: APISIX answers
+        # the client with it and does not call the upstream.
+        req.response.headers.set("X-Resp-A6-Runner", "Python")
+        req.response.body = conf.body
