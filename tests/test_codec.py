@@ -431,6 +431,64 @@ def test_vector_of_tables_validates_every_element(codec: ModuleType) -> None:
     assert codec.decode_http_resp_call_req(shorter).headers == [("a", "1")]
 
 
+# HTTPRespCallReq whose headers hold one TextEntry, laid out by hand (46 bytes + tail):
+#   [0] root = 4 | [4] soffset -8 | [8] headers uoffset 14 | [12] vtable 10, 8, 0, 0, 4
+#   [22] vector n = 1 | [26] element uoffset 4 | [30] entry: soffset -4
+#   [34] entry vtable: vtsize, tsize, name slot, value slot | [42] tail
+
+
+def one_entry_buffer(
+    *, name: int = 0, value: int = 0, vtsize: int = 8, tsize: int = 4, tail: bytes = bytes(4)
+) -> bytes:
+    return (
+        struct.pack("<IiI", 4, -8, 14)
+        + struct.pack("<5H", 10, 8, 0, 0, 4)
+        + struct.pack("<IIi", 1, 4, -4)
+        + struct.pack("<4H", vtsize, tsize, name, value)
+        + tail
+    )
+
+
+HI = struct.pack("<II", 4, 2) + b"hi"  # at 42: a uoffset to a 2-byte string ending the buffer
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected"),
+    [
+        ({}, ("", None)),
+        ({"vtsize": 4, "name": 12, "value": 12, "tail": HI}, ("", None)),  # slots outside
+        ({"vtsize": 6, "name": 12, "value": 12, "tail": HI}, ("hi", None)),
+        ({"name": 12, "value": 12, "tail": HI}, ("hi", "hi")),
+        ({"name": 12}, ("", None)),  # uoffset 0 targets itself: an empty string
+        ({"value": 12}, ("", "")),
+        ({"tsize": 16}, ("", None)),  # t + tsize == len
+    ],
+)
+def test_entry_rule_accepts(codec: ModuleType, layout: dict[str, Any], expected: Any) -> None:
+    assert codec.decode_http_resp_call_req(one_entry_buffer(**layout)).headers == [expected]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {"vtsize": 7},
+        {"vtsize": 2},
+        {"vtsize": 14},  # vt + vtsize > len
+        {"tsize": 3},
+        {"tsize": 17},  # t + tsize > len
+        {"name": 13},  # field + 4 > len
+        {"value": 13},
+        {"name": 12, "tail": struct.pack("<II", 4, 3) + b"hi"},  # string past the end
+        {"value": 12, "tail": struct.pack("<II", 4, 3) + b"hi"},
+        {"name": 12, "tail": struct.pack("<I", 3)},  # target + 4 > len
+        {"value": 12, "tail": struct.pack("<I", U32_MAX)},
+    ],
+)
+def test_entry_rule_rejects(codec: ModuleType, layout: dict[str, Any]) -> None:
+    with pytest.raises(DecodeError):
+        codec.decode_http_resp_call_req(one_entry_buffer(**layout))
+
+
 def test_validation_is_eager(codec: ModuleType) -> None:
     """A bad string anywhere raises at decode time, not on first access of its field."""
     payload = ref.forward_buffer(

@@ -155,7 +155,6 @@ _Span = tuple[int, int, int, int]
 
 _OFFSET: Final = 4  # byte size of an offset field
 
-_TEXT_ENTRY_WIDTHS: Final = (_OFFSET, _OFFSET)  # name, value
 _PREPARE_CONF_REQ_WIDTHS: Final = (_OFFSET, _OFFSET)  # conf, key
 # id, src_ip, method, path, args, headers, conf_token
 _HTTP_REQ_CALL_REQ_WIDTHS: Final = (4, _OFFSET, 1, _OFFSET, _OFFSET, _OFFSET, 4)
@@ -217,25 +216,62 @@ def _string_span(buf: bytes, size: int, field: int) -> tuple[int, int]:
 
 def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
     """Validate a [TextEntry] field; (name_start, name_end, value_start, value_end) per
-    entry, an absent name as (0, 0) (reads as ""), an absent value as (-1, -1)."""
+    entry, an absent name as (0, 0) (reads as ""), an absent value as (-1, -1).
+
+    The hot loop of every request: _table_fields and _vector are inlined (same checks,
+    same order) to spend one Python frame per vector instead of four per entry.
+    """
     spans: list[_Span] = []
     if not field:
         return spans
     start, count = _vector(buf, size, field, 4)
+    read_u32 = _read_u32
+    read_pair = _read_vtable_head  # two u16: (vtsize, tsize) or (name slot, value slot)
     for element in range(start, start + 4 * count, 4):
-        entry = element + _read_u32(buf, element)[0]
-        name_field, value_field = _table_fields(buf, size, entry, _TEXT_ENTRY_WIDTHS)
-        if name_field:
-            name_start, name_length = _vector(buf, size, name_field, 1)
+        entry = element + read_u32(buf, element)[0]
+        if entry + 4 > size:
+            raise DecodeError(f"table at {entry} runs past the end ({size} bytes)")
+        vtable = entry - _read_i32(buf, entry)[0]
+        if vtable < 0 or vtable + 4 > size:
+            raise DecodeError(f"vtable of the table at {entry} is out of bounds")
+        vtable_size, table_size = read_pair(buf, vtable)
+        if vtable_size & 1 or vtable_size < 4 or vtable + vtable_size > size:
+            raise DecodeError(f"bad vtable size {vtable_size} at {vtable}")
+        if table_size < 4 or entry + table_size > size:
+            raise DecodeError(f"bad table size {table_size} at {entry}")
+        if vtable_size >= 8:
+            name_offset, value_offset = read_pair(buf, vtable + 4)
+        elif vtable_size == 6:
+            name_offset, value_offset = read_pair(buf, vtable + 2)[1], 0
         else:
-            name_start = name_length = 0
-        if value_field:
-            value_start, value_length = _vector(buf, size, value_field, 1)
-            spans.append(
-                (name_start, name_start + name_length, value_start, value_start + value_length)
-            )
+            name_offset = value_offset = 0
+        if name_offset:
+            name_field = entry + name_offset
+            if name_field + 4 > size:
+                raise DecodeError(f"name of the entry at {entry} is out of bounds")
+            target = name_field + read_u32(buf, name_field)[0]
+            if target + 4 > size:
+                raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
+            name_start = target + 4
+            name_end = name_start + read_u32(buf, target)[0]
+            if name_end > size:
+                raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
         else:
-            spans.append((name_start, name_start + name_length, -1, -1))
+            name_start = name_end = 0
+        if value_offset:
+            value_field = entry + value_offset
+            if value_field + 4 > size:
+                raise DecodeError(f"value of the entry at {entry} is out of bounds")
+            target = value_field + read_u32(buf, value_field)[0]
+            if target + 4 > size:
+                raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
+            value_start = target + 4
+            value_end = value_start + read_u32(buf, target)[0]
+            if value_end > size:
+                raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
+            spans.append((name_start, name_end, value_start, value_end))
+        else:
+            spans.append((name_start, name_end, -1, -1))
     return spans
 
 
