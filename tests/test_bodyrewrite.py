@@ -297,7 +297,9 @@ def test_agrees_with_re_sub(
         st.tuples(
             st.one_of(
                 LITERAL_TEXT.map(re.escape),
-                st.sampled_from(["(a)(b)?", "(?P<n>a+)|b", "x*", "(\\$)", "^", "(a)|(b)"]),
+                st.sampled_from(
+                    ["(a)(b)?", "(?P<n>a+)|b", "x*", "(\\$)", "^", "(a)|(b)", "(a*)", "(b?)|(\\.)"]
+                ),
             ),
             st.sampled_from(["once", "global"]),
             TEMPLATE_CHARS,

@@ -6,9 +6,11 @@ Each replacement template (Go ``regexp.Expand`` syntax) is parsed once, at conf 
 into pieces: literal bytes and group numbers (named groups resolved, references to
 groups that do not exist dropped since they expand to nothing). A template without
 group references is handed to ``re.subn`` as a plain literal, which ``re`` copies in C.
-One with group references is expanded here: the match loop walks ``finditer`` (or one
-``search``), and the output is assembled by copying spans of the input straight into a
-single C buffer, with no Python call per match besides the match object's spans.
+One with group references is expanded here, into a single C buffer: from
+``pattern.split`` (text and groups of every match come out of ``re`` in C, with the same
+matches as ``finditer``), or, when the template uses the whole match (``$0``, which split
+does not return), by walking ``finditer`` / ``search`` and copying the spans of the input.
+Either way no Python function is called per match (``re.sub`` with a template would).
 """
 
 import re
@@ -16,8 +18,8 @@ import re
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.list cimport PyList_GET_ITEM
-from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.object cimport PyObject
 
 from a6runner._errors import ConfError
 
@@ -118,6 +120,10 @@ cdef int _append(_Buffer* out, const char* source, Py_ssize_t count) except -1:
     return 0
 
 
+cdef inline int _append_bytes(_Buffer* out, bytes data) except -1:
+    return _append(out, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+
 # -- filters -------------------------------------------------------------------------------
 
 
@@ -132,64 +138,86 @@ cdef class _Filter:
     cdef list literals
     cdef int* groups
     cdef Py_ssize_t piece_count
+    cdef Py_ssize_t group_count
+    # $0 in the template: split does not return the whole match, match objects do
+    cdef bint uses_whole_match
 
     def __dealloc__(self):
         free(self.groups)
 
-    cdef int _expand_match(self, _Buffer* out, const char* source, tuple spans) except -1:
-        cdef Py_ssize_t i, start, end
-        cdef int group
-        cdef bytes literal
-        cdef tuple span
-        for i in range(self.piece_count):
-            group = self.groups[i]
-            if group < 0:
-                literal = <bytes>PyList_GET_ITEM(self.literals, i)
-                _append(out, PyBytes_AS_STRING(literal), PyBytes_GET_SIZE(literal))
-            else:
-                span = <tuple>PyTuple_GET_ITEM(spans, group)
-                start = <object>PyTuple_GET_ITEM(span, 0)
-                end = <object>PyTuple_GET_ITEM(span, 1)
-                if start >= 0:  # -1: the group did not take part in the match
-                    _append(out, source + start, end - start)
-        return 0
-
     cdef object expand(self, bytes body):
         """The rewritten body, or None when the pattern does not match."""
-        cdef const char* source = PyBytes_AS_STRING(body)
-        cdef Py_ssize_t length = PyBytes_GET_SIZE(body)
-        cdef Py_ssize_t position = 0, start, end
-        cdef bint matched = False
-        cdef tuple spans, whole
         cdef _Buffer out
-        if self.once:
-            match = self.pattern.search(body)
-            if match is None:
-                return None
-            matches = (match,)
-        else:
-            matches = self.pattern.finditer(body)
         out.size = 0
-        out.capacity = length + 64
+        out.capacity = PyBytes_GET_SIZE(body) + 64
         out.data = <char*>malloc(out.capacity)
         if out.data is NULL:
             raise MemoryError()
         try:
-            for match in matches:
-                matched = True
-                spans = match.regs
-                whole = <tuple>PyTuple_GET_ITEM(spans, 0)
-                start = <object>PyTuple_GET_ITEM(whole, 0)
-                end = <object>PyTuple_GET_ITEM(whole, 1)
-                _append(&out, source + position, start - position)
-                self._expand_match(&out, source, spans)
-                position = end
-            if not matched:
-                return None
-            _append(&out, source + position, length - position)
-            return PyBytes_FromStringAndSize(out.data, out.size)
+            if self.uses_whole_match:
+                matched = self._expand_matches(&out, body)
+            else:
+                matched = self._expand_split(&out, body)
+            return PyBytes_FromStringAndSize(out.data, out.size) if matched else None
         finally:
             free(out.data)
+
+    cdef bint _expand_split(self, _Buffer* out, bytes body) except -1:
+        """Expand from ``pattern.split``: [text, group 1..n, text, group 1..n, ..., text]
+        comes out of re in C with the very matches of finditer, so no per-match call is
+        made. Only for templates without group 0, which split does not return."""
+        cdef list parts = self.pattern.split(body, 1 if self.once else 0)
+        cdef Py_ssize_t count = PyList_GET_SIZE(parts)
+        cdef Py_ssize_t stride = self.group_count + 1
+        cdef Py_ssize_t base, i
+        cdef int group
+        cdef PyObject* part
+        if count == 1:
+            return False
+        base = 0
+        while base < count - 1:
+            _append_bytes(out, <bytes>PyList_GET_ITEM(parts, base))
+            for i in range(self.piece_count):
+                group = self.groups[i]
+                if group < 0:
+                    _append_bytes(out, <bytes>PyList_GET_ITEM(self.literals, i))
+                else:
+                    part = PyList_GET_ITEM(parts, base + group)
+                    if part != <PyObject*>None:  # None: the group did not take part
+                        _append_bytes(out, <bytes>part)
+            base += stride
+        _append_bytes(out, <bytes>PyList_GET_ITEM(parts, count - 1))
+        return True
+
+    cdef bint _expand_matches(self, _Buffer* out, bytes body) except -1:
+        """Expand from match objects (``search`` / ``finditer``), reading spans."""
+        cdef const char* source = PyBytes_AS_STRING(body)
+        cdef Py_ssize_t position = 0, start, end, group_start, group_end, i
+        cdef int group
+        cdef bint matched = False
+        if self.once:
+            match = self.pattern.search(body)
+            matches = () if match is None else (match,)
+        else:
+            matches = self.pattern.finditer(body)
+        for match in matches:
+            matched = True
+            start, end = match.span()
+            _append(out, source + position, start - position)
+            for i in range(self.piece_count):
+                group = self.groups[i]
+                if group < 0:
+                    _append_bytes(out, <bytes>PyList_GET_ITEM(self.literals, i))
+                elif group == 0:
+                    _append(out, source + start, end - start)
+                else:
+                    group_start, group_end = match.span(group)
+                    if group_start >= 0:  # -1: the group did not take part
+                        _append(out, source + group_start, group_end - group_start)
+            position = end
+        if matched:
+            _append(out, source + position, PyBytes_GET_SIZE(body) - position)
+        return matched
 
 
 cdef _Filter _compile_filter(Py_ssize_t index, object regex, object scope, object replace):
@@ -220,6 +248,8 @@ cdef _Filter _compile_filter(Py_ssize_t index, object regex, object scope, objec
         compiled.literal = b"".join(pieces).replace(b"\\", b"\\\\")
         return compiled
     compiled.literal = None
+    compiled.group_count = compiled.pattern.groups
+    compiled.uses_whole_match = any(type(piece) is int and piece == 0 for piece in pieces)
     compiled.piece_count = len(pieces)
     compiled.groups = <int*>malloc(max(1, compiled.piece_count) * sizeof(int))
     if compiled.groups is NULL:
