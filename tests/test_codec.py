@@ -813,6 +813,16 @@ TYPE_ERRORS: dict[str, Callable[[ModuleType], object]] = {
     "req_call_req src_ip str": lambda c: c.build_http_req_call_req(1, 1, 0, "/", [], [], "1.2.3.4"),
     "resp_call_req header value int": lambda c: c.build_http_resp_call_req(1, 1, 200, [("a", 2)]),
     "extra_info_resp str": lambda c: c.build_extra_info_resp("result"),
+    # bytes means bytes: copies of mutable buffers are the caller's choice
+    "stop body bytearray": lambda c: c.build_stop(1, 200, [], bytearray(b"x")),
+    "stop body memoryview": lambda c: c.build_stop(1, 200, [], memoryview(b"x")),
+    "stop header value bytearray": lambda c: c.build_stop(1, 200, [("a", bytearray(b"x"))], None),
+    "req_call_req src_ip bytearray": lambda c: c.build_http_req_call_req(
+        1, 1, 0, "/", [], [], bytearray(4)
+    ),
+    "extra_info_resp bytearray": lambda c: c.build_extra_info_resp(bytearray(b"x")),
+    # entries are a Sequence: len() is taken
+    "stop headers generator": lambda c: c.build_stop(1, 200, (e for e in [("a", "b")]), None),
 }
 
 
@@ -830,6 +840,28 @@ def test_wrong_types_raise_type_error(
 ) -> None:
     with pytest.raises(TypeError):
         call(codec)
+
+
+def test_text_that_cannot_be_encoded_raises_unicode_encode_error(codec: ModuleType) -> None:
+    """Only the surrogates that surrogateescape produces (U+DC80..U+DCFF) encode."""
+    with pytest.raises(UnicodeEncodeError):
+        codec.build_stop(1, 200, [("a", "\ud800")], None)
+    with pytest.raises(UnicodeEncodeError):
+        codec.build_rewrite(1, "/\udfff", [], [], [], None)
+    frame = codec.build_stop(1, 200, [("a", "\udcff\udc80")], None)
+    headers = ref.read_http_req_call_resp(payload_of(frame, 2))["action"]["headers"]
+    assert headers == [("a", "\udcff\udc80")]
+
+
+def test_decoders_take_any_bytes_like_object(codec: ModuleType) -> None:
+    payload = ref.encode_http_req_call_req(**FULL_REQ_CALL)
+    for buffer in (bytearray(payload), memoryview(payload)):
+        decoded = codec.decode_http_req_call_req(buffer)
+        assert_req_call(decoded, FULL_REQ_CALL)
+        assert type(decoded.src_ip) is bytes
+    for not_bytes in ("text", None, 5):
+        with pytest.raises(TypeError):
+            codec.decode_err_resp(not_bytes)
 
 
 def test_integer_limits_are_accepted(codec: ModuleType) -> None:
