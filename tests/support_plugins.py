@@ -192,6 +192,17 @@ class Marker(Plugin):
         req.headers.add("x-ran", conf["mark"])
 
 
+class WhichProcess(Plugin):
+    """Answers the pid of the process that served the call (for --workers tests)."""
+
+    name = "which-process"
+
+    def request_filter(self, conf: Any, req: Request) -> None:
+        import os
+
+        req.respond(200, str(os.getpid()))
+
+
 ALL = [
     EchoInput,
     Stopper,
@@ -206,4 +217,5 @@ ALL = [
     RespMod,
     RespSetHeader,
     Marker,
+    WhichProcess,
 ]

@@ -1,9 +1,13 @@
-"""Conf tokens: PrepareConf stores a route's parsed plugin chain under a token.
+"""Conf tokens: PrepareConf stores a route's plugin chain under a token.
 
 Tokens are runner-wide (any connection, any worker). The same idempotency key within the
 TTL gets the same token without re-parsing. Entries expire TTL seconds after they were
 prepared (the runner uses APISIX_CONF_EXPIRE_TIME x 1.2) and are swept, so memory is
 bounded by the number of live routes.
+
+``TokenStore`` is generic over what it keeps: a worker keeps parsed chains
+(``PreparedConf``); the supervisor of ``--workers N`` keeps the raw conf entries and
+hands them to the workers that meet a token they have not parsed yet.
 """
 
 from __future__ import annotations
@@ -13,20 +17,21 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ._plugin import Plugin
 
 log = logging.getLogger("a6runner.conf")
 
 MAX_TOKEN = 0xFFFFFFFF
+T = TypeVar("T")
+
+Filters = tuple[tuple[Callable[..., Any], Any], ...]
+RawConf = Sequence[tuple[str, bytes]]
 
 
 def _overrides(plugin: Plugin, method: str) -> bool:
     return getattr(type(plugin), method) is not getattr(Plugin, method)
-
-
-Filters = tuple[tuple[Callable[..., Any], Any], ...]
 
 
 def _filters(entries: Sequence[tuple[Plugin, Any]], method: str) -> Filters:
@@ -36,22 +41,7 @@ def _filters(entries: Sequence[tuple[Plugin, Any]], method: str) -> Filters:
     )
 
 
-@dataclass(slots=True)
-class PreparedConf:
-    token: int
-    entries: tuple[tuple[Plugin, Any], ...]
-    expires_at: float
-    request_filters: Filters = field(init=False)
-    response_filters: Filters = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.request_filters = _filters(self.entries, "request_filter")
-        self.response_filters = _filters(self.entries, "response_filter")
-
-
-def parse_entries(
-    plugins: Mapping[str, Plugin], conf: Sequence[tuple[str, bytes]]
-) -> tuple[tuple[Plugin, Any], ...]:
+def parse_entries(plugins: Mapping[str, Plugin], conf: RawConf) -> tuple[tuple[Plugin, Any], ...]:
     """Let each named plugin parse its conf; unknown names and bad confs are logged and
     skipped (the reference runners never fail a whole conf for one entry)."""
     parsed: list[tuple[Plugin, Any]] = []
@@ -67,6 +57,23 @@ def parse_entries(
     return tuple(parsed)
 
 
+@dataclass(slots=True)
+class PreparedConf:
+    """A route's parsed plugin chain, ready to call."""
+
+    entries: tuple[tuple[Plugin, Any], ...]
+    request_filters: Filters = field(init=False)
+    response_filters: Filters = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.request_filters = _filters(self.entries, "request_filter")
+        self.response_filters = _filters(self.entries, "response_filter")
+
+    @classmethod
+    def parse(cls, plugins: Mapping[str, Plugin], conf: RawConf) -> PreparedConf:
+        return cls(parse_entries(plugins, conf))
+
+
 class TokenAllocator:
     """Non-zero uint32 tokens. Starts at a random point so that tokens handed out by an
     earlier runner on the same socket are unlikely to name a different conf here."""
@@ -80,8 +87,80 @@ class TokenAllocator:
         return token
 
 
+class TokenStore(Generic[T]):
+    """Tokens to values with an expiry, plus idempotency keys to tokens."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._by_token: dict[int, tuple[T, float]] = {}
+        self._by_key: dict[str, int] = {}
+        self._tokens = TokenAllocator()
+        self._next_sweep = clock() + min(ttl, 60.0)
+
+    def __len__(self) -> int:
+        return len(self._by_token)
+
+    def prepare(self, key: str | None, make: Callable[[], T]) -> tuple[int, float]:
+        """The live token of ``key``, or a new token for ``make()``; with its expiry."""
+        now = self._clock()
+        if now >= self._next_sweep:
+            self.sweep(now)
+        if key is not None:
+            found = self.token_for_key(key)
+            if found is not None:
+                return found
+        token = self._tokens.next()
+        while token in self._by_token:  # only after 2**32 tokens within one TTL
+            token = self._tokens.next()
+        expires_at = now + self.ttl
+        self.install(token, make(), expires_at)
+        if key is not None:
+            self._by_key[key] = token
+        return token, expires_at
+
+    def token_for_key(self, key: str) -> tuple[int, float] | None:
+        token = self._by_key.get(key)
+        if token is None:
+            return None
+        entry = self._by_token.get(token)
+        if entry is None or entry[1] <= self._clock():
+            return None
+        return token, entry[1]
+
+    def remember_key(self, key: str, token: int) -> None:
+        self._by_key[key] = token
+
+    def install(self, token: int, value: T, expires_at: float) -> None:
+        self._by_token[token] = (value, expires_at)
+
+    def get(self, token: int) -> T | None:
+        entry = self.get_with_expiry(token)
+        return None if entry is None else entry[0]
+
+    def get_with_expiry(self, token: int) -> tuple[T, float] | None:
+        entry = self._by_token.get(token)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._by_token[token]
+            return None
+        return entry
+
+    def sweep(self, now: float | None = None) -> int:
+        """Forget every expired token and key; returns how many tokens went."""
+        if now is None:
+            now = self._clock()
+        self._next_sweep = now + min(self.ttl, 60.0)
+        dead = [t for t, (_, expires_at) in self._by_token.items() if expires_at <= now]
+        for t in dead:
+            del self._by_token[t]
+        self._by_key = {k: t for k, t in self._by_key.items() if t in self._by_token}
+        return len(dead)
+
+
 class ConfStore:
-    """Tokens to parsed chains, in one process (``--workers 1`` and each worker's cache)."""
+    """PrepareConf and token lookup in one process (``--workers 1``)."""
 
     def __init__(
         self,
@@ -90,65 +169,14 @@ class ConfStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.plugins = plugins
-        self.ttl = ttl
-        self._clock = clock
-        self._by_token: dict[int, PreparedConf] = {}
-        self._by_key: dict[str, int] = {}
-        self._tokens = TokenAllocator()
-        self._next_sweep = clock() + min(ttl, 60.0)
+        self.tokens: TokenStore[PreparedConf] = TokenStore(ttl, clock)
 
     def __len__(self) -> int:
-        return len(self._by_token)
+        return len(self.tokens)
 
-    def prepare(self, key: str | None, conf: Sequence[tuple[str, bytes]]) -> int:
-        now = self._clock()
-        self._maybe_sweep(now)
-        if key is not None:
-            token = self._by_key.get(key)
-            if token is not None:
-                prepared = self._by_token.get(token)
-                if prepared is not None and prepared.expires_at > now:
-                    return token
-        token = self._tokens.next()
-        while token in self._by_token:  # only after 2**32 tokens within one TTL
-            token = self._tokens.next()
-        self.install(token, parse_entries(self.plugins, conf), now + self.ttl)
-        if key is not None:
-            self._by_key[key] = token
+    def prepare(self, key: str | None, conf: RawConf) -> int:
+        token, _ = self.tokens.prepare(key, lambda: PreparedConf.parse(self.plugins, conf))
         return token
 
-    def install(
-        self, token: int, entries: tuple[tuple[Plugin, Any], ...], expires_at: float
-    ) -> PreparedConf:
-        prepared = PreparedConf(token, entries, expires_at)
-        self._by_token[token] = prepared
-        return prepared
-
-    def get(self, token: int) -> PreparedConf | None:
-        prepared = self._by_token.get(token)
-        if prepared is None:
-            return None
-        if prepared.expires_at <= self._clock():
-            self._forget(token)
-            return None
-        return prepared
-
-    def _forget(self, token: int) -> None:
-        self._by_token.pop(token, None)
-
-    def _maybe_sweep(self, now: float) -> None:
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + min(self.ttl, 60.0)
-        self.sweep(now)
-
-    def sweep(self, now: float | None = None) -> int:
-        """Forget every expired token and key; returns how many tokens went."""
-        if now is None:
-            now = self._clock()
-        dead = [t for t, p in self._by_token.items() if p.expires_at <= now]
-        for t in dead:
-            del self._by_token[t]
-        if dead:
-            self._by_key = {k: t for k, t in self._by_key.items() if t in self._by_token}
-        return len(dead)
+    def lookup(self, token: int) -> PreparedConf | None:
+        return self.tokens.get(token)

@@ -7,14 +7,15 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ._errors import A6Error
-from ._plugin import Plugin
-from ._server import Server, bind_unix_socket, serve_forever_kwargs
+from ._plugin import Plugin, RunnerServices
+from ._server import ConfBackend, Server, bind_unix_socket, single_process_backends
 
 log = logging.getLogger("a6runner")
 
@@ -112,18 +113,35 @@ def setup_logging(level: str = "info") -> None:
     root.propagate = False
 
 
+async def serve_with(
+    sock: socket.socket,
+    confs: ConfBackend,
+    services: RunnerServices,
+    stop: asyncio.Event,
+    on_ready: Callable[[], None] | None = None,
+    label: str = "runner",
+) -> None:
+    """Serve APISIX connections on the listening ``sock`` until ``stop`` is set, then stop
+    accepting and let the calls in flight finish."""
+    server = Server(sock, confs, services)
+    await server.start()
+    if on_ready is not None:
+        on_ready()
+    await stop.wait()
+    log.info("%s shutting down: no new connections, finishing calls in flight", label)
+    await server.stop(SHUTDOWN_GRACE)
+
+
 async def serve_single(
     settings: Settings,
     plugins: Mapping[str, Plugin],
     stop: asyncio.Event,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Serve in this process until ``stop`` is set, then shut down gracefully."""
+    """Serve in this process (``--workers 1``) until ``stop`` is set."""
     sock = bind_unix_socket(settings.socket_path, settings.socket_mode)
-    confs, services = serve_forever_kwargs(plugins, settings.conf_ttl)
-    server = Server(sock, confs, services)
+    confs, services = single_process_backends(plugins, settings.conf_ttl)
     try:
-        await server.start()
         log.info(
             "listening on %s (%d plugins: %s; conf TTL %gs)",
             settings.socket_path,
@@ -131,11 +149,7 @@ async def serve_single(
             ", ".join(sorted(plugins)) or "none",
             settings.conf_ttl,
         )
-        if on_ready is not None:
-            on_ready()
-        await stop.wait()
-        log.info("shutting down: no new connections, finishing calls in flight")
-        await server.stop(SHUTDOWN_GRACE)
+        await serve_with(sock, confs, services, stop, on_ready)
     finally:
         sock.close()
         with contextlib.suppress(FileNotFoundError):

@@ -14,10 +14,10 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Iterator, Mapping
 from typing import Any, Protocol, cast
 
-from ._confstore import ConfStore, Filters, PreparedConf
+from ._confstore import ConfStore, Filters, PreparedConf, RawConf
 from ._errors import DecodeError, FrameTooLarge
 from ._kernels import codec
 from ._plugin import Plugin, Request, Response, RunnerServices
@@ -25,30 +25,22 @@ from ._services import LocalServices
 
 log = logging.getLogger("a6runner")
 
+# A full backlog makes a unix-socket connect fail at once with EAGAIN (nginx logs
+# "Resource temporarily unavailable"): keep it large; the kernel caps it at somaxconn.
+LISTEN_BACKLOG = 4096
+
 ERR_BAD_REQUEST = codec.build_err_resp(codec.ERR_BAD_REQUEST)
 ERR_SERVICE_UNAVAILABLE = codec.build_err_resp(codec.ERR_SERVICE_UNAVAILABLE)
 ERR_CONF_TOKEN_NOT_FOUND = codec.build_err_resp(codec.ERR_CONF_TOKEN_NOT_FOUND)
 
 
 class ConfBackend(Protocol):
-    """Where tokens live: this process (ConfStore) or the supervisor (workers)."""
+    """Where tokens live: this process (ConfStore) or the supervisor (_workers.py). Each
+    method answers at once when it can, or returns an awaitable when it must ask."""
 
-    def prepare(
-        self, key: str | None, conf: Sequence[tuple[str, bytes]]
-    ) -> int | Awaitable[int]: ...
+    def prepare(self, key: str | None, conf: RawConf) -> int | Awaitable[int]: ...
 
     def lookup(self, token: int) -> PreparedConf | Awaitable[PreparedConf | None] | None: ...
-
-
-class LocalConfBackend:
-    def __init__(self, store: ConfStore) -> None:
-        self.store = store
-
-    def prepare(self, key: str | None, conf: Sequence[tuple[str, bytes]]) -> int:
-        return self.store.prepare(key, conf)
-
-    def lookup(self, token: int) -> PreparedConf | None:
-        return self.store.get(token)
 
 
 class PeerClosed(ConnectionError):
@@ -327,7 +319,7 @@ def bind_unix_socket(path: str, mode: int) -> socket.socket:
     try:
         sock.bind(path)
         os.chmod(path, mode)
-        sock.listen(1024)
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -353,7 +345,9 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(lambda: Connection(self), sock=self.sock)
+        self._server = await loop.create_unix_server(
+            lambda: Connection(self), sock=self.sock, backlog=LISTEN_BACKLOG
+        )
 
     def call_finished(self) -> None:
         if self._idle is not None and not any(c.busy for c in self.connections):
@@ -382,8 +376,8 @@ class Server:
         await asyncio.sleep(0)
 
 
-def serve_forever_kwargs(
+def single_process_backends(
     plugins: Mapping[str, Plugin], ttl: float
 ) -> tuple[ConfBackend, RunnerServices]:
-    """The single-process backends."""
-    return LocalConfBackend(ConfStore(plugins, ttl)), LocalServices()
+    """Conf tokens and token buckets kept in this process."""
+    return ConfStore(plugins, ttl), LocalServices()

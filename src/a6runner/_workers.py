@@ -1,0 +1,363 @@
+"""``--workers N``: a supervisor process and N forked workers on one listening socket.
+
+The supervisor binds the socket, forks the workers (they accept on the shared socket and
+serve exactly like a single-process runner), replaces a worker that dies, and owns the
+runner-wide state that must outlive and span workers:
+
+* conf tokens: it issues them (same key -> same token, whichever worker asks) and keeps
+  each token's raw conf, so a worker meeting a token another worker issued fetches the
+  conf once, parses it and caches it until the same expiry;
+* the token buckets of limit-req, so a rate holds for the runner as a whole.
+
+Workers talk to it over a socketpair each: length-prefixed pickles, answered in order.
+The supervisor is a plain selector loop (no asyncio): forking from it is always safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import pickle
+import selectors
+import signal
+import socket
+import struct
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ._confstore import PreparedConf, RawConf, TokenStore
+from ._plugin import Plugin
+from ._runner import SHUTDOWN_GRACE, Settings, new_event_loop, serve_with
+from ._server import bind_unix_socket
+from ._services import TokenBuckets
+
+log = logging.getLogger("a6runner")
+
+_LENGTH = struct.Struct("<I")
+RESPAWN_BACKOFF = 0.5  # seconds between respawns of a worker that keeps dying at once
+
+
+def _pack(message: Any) -> bytes:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(data)) + data
+
+
+# -- worker side --------------------------------------------------------------------------------
+
+
+class SupervisorLink:
+    """A worker's channel to the supervisor: request/answer, in order."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.closed = asyncio.Event()
+
+    async def start(self) -> None:
+        reader, self._writer = await asyncio.open_connection(sock=self._sock, limit=1 << 26)
+        asyncio.get_running_loop().create_task(self._read_answers(reader))
+
+    async def _read_answers(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+                answer = pickle.loads(await reader.readexactly(length))
+                fut = self._pending.popleft()
+                if not fut.done():
+                    fut.set_result(answer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            while self._pending:
+                fut = self._pending.popleft()
+                if not fut.done():
+                    fut.set_exception(ConnectionError("the supervisor is gone"))
+            self.closed.set()
+
+    async def ask(self, *message: Any) -> Any:
+        if self._writer is None or self.closed.is_set():
+            raise ConnectionError("the supervisor is gone")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(fut)
+        self._writer.write(_pack(message))
+        return await fut
+
+
+class SupervisedConfs:
+    """ConfBackend of a worker: parsed chains cached locally, tokens from the supervisor."""
+
+    def __init__(self, plugins: Mapping[str, Plugin], link: SupervisorLink, ttl: float) -> None:
+        self._plugins = plugins
+        self._link = link
+        self._cache: TokenStore[PreparedConf] = TokenStore(ttl)
+
+    def prepare(self, key: str | None, conf: RawConf) -> int | Any:
+        if key is not None:
+            known = self._cache.token_for_key(key)
+            if known is not None:
+                return known[0]
+        return self._prepare_remote(key, list(conf))
+
+    async def _prepare_remote(self, key: str | None, conf: list[tuple[str, bytes]]) -> int:
+        token, expires_at = await self._link.ask("prepare", key, conf)
+        if self._cache.get(token) is None:
+            self._cache.install(token, PreparedConf.parse(self._plugins, conf), expires_at)
+        if key is not None:
+            self._cache.remember_key(key, token)
+        return int(token)
+
+    def lookup(self, token: int) -> PreparedConf | Any | None:
+        prepared = self._cache.get(token)
+        return prepared if prepared is not None else self._lookup_remote(token)
+
+    async def _lookup_remote(self, token: int) -> PreparedConf | None:
+        found = await self._link.ask("lookup", token)
+        if found is None:
+            return None
+        conf, expires_at = found
+        prepared = self._cache.get(token)  # another call may have fetched it meanwhile
+        if prepared is None:
+            prepared = PreparedConf.parse(self._plugins, conf)
+            self._cache.install(token, prepared, expires_at)
+        return prepared
+
+
+class SupervisedServices:
+    """RunnerServices of a worker: the buckets live in the supervisor."""
+
+    def __init__(self, link: SupervisorLink) -> None:
+        self._link = link
+
+    async def reserve(self, key: str, rate: float, burst: int) -> float | None:
+        delay: float | None = await self._link.ask("reserve", key, rate, burst)
+        return delay
+
+
+def _worker_main(
+    index: int,
+    listener: socket.socket,
+    channel: socket.socket,
+    settings: Settings,
+    plugins: Mapping[str, Plugin],
+) -> int:
+    """Body of a forked worker process; returns its exit status."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    loop = new_event_loop(settings.loop)
+    asyncio.set_event_loop(loop)
+    link = SupervisorLink(channel)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # SIGINT from a terminal reaches the whole group: the supervisor coordinates the stop.
+    loop.add_signal_handler(signal.SIGINT, lambda: None)
+
+    async def main() -> None:
+        await link.start()
+        watcher = loop.create_task(link.closed.wait())
+        watcher.add_done_callback(lambda _: stop.set())  # supervisor gone: stop too
+        await serve_with(
+            listener,
+            SupervisedConfs(plugins, link, settings.conf_ttl),
+            SupervisedServices(link),
+            stop,
+            label=f"worker {index}",
+        )
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    return 0
+
+
+# -- supervisor side ----------------------------------------------------------------------------
+
+
+class _Channel:
+    """The supervisor's end of one worker's socketpair, with its input buffer."""
+
+    def __init__(self, index: int, sock: socket.socket, pid: int) -> None:
+        self.index = index
+        self.sock = sock
+        self.pid = pid
+        self.buffer = bytearray()
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, plugins: Mapping[str, Plugin]) -> None:
+        self.settings = settings
+        self.plugins = plugins
+        self.tokens: TokenStore[list[tuple[str, bytes]]] = TokenStore(settings.conf_ttl)
+        self.buckets = TokenBuckets()
+        self.selector = selectors.DefaultSelector()
+        self.channels: dict[int, _Channel] = {}  # by pid
+        self.listener: socket.socket | None = None
+        self.stopping = False
+        self._signals: list[int] = []
+        self._last_spawn: dict[int, float] = {}
+
+    # requests from workers
+    def answer(self, message: tuple[Any, ...]) -> Any:
+        op = message[0]
+        if op == "reserve":
+            _, key, rate, burst = message
+            return self.buckets.reserve(key, rate, burst)
+        if op == "lookup":
+            return self.tokens.get_with_expiry(message[1])
+        if op == "prepare":
+            _, key, conf = message
+            return self.tokens.prepare(key, lambda: conf)
+        raise ValueError(f"unknown supervisor request {op!r}")
+
+    def spawn(self, index: int) -> None:
+        assert self.listener is not None
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            status = 1
+            try:
+                ours.close()
+                self.selector.close()
+                for channel in self.channels.values():
+                    channel.sock.close()
+                status = _worker_main(index, self.listener, theirs, self.settings, self.plugins)
+            except BaseException:
+                log.exception("worker %d failed", index)
+            finally:
+                logging.shutdown()
+                os._exit(status)
+        theirs.close()
+        ours.setblocking(False)
+        channel = _Channel(index, ours, pid)
+        self.channels[pid] = channel
+        self.selector.register(ours, selectors.EVENT_READ, channel)
+        self._last_spawn[index] = time.monotonic()
+        log.info("worker %d started (pid %d)", index, pid)
+
+    def _on_readable(self, channel: _Channel) -> None:
+        try:
+            data = channel.sock.recv(1 << 20)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop_channel(channel)
+            return
+        buf = channel.buffer
+        buf += data
+        replies = []
+        while len(buf) >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(buf)
+            if len(buf) < _LENGTH.size + length:
+                break
+            message = pickle.loads(bytes(buf[_LENGTH.size : _LENGTH.size + length]))
+            del buf[: _LENGTH.size + length]
+            try:
+                replies.append(_pack(self.answer(message)))
+            except Exception:
+                log.exception("supervisor request failed")
+                replies.append(_pack(None))
+        if replies:
+            channel.sock.setblocking(True)
+            try:
+                channel.sock.sendall(b"".join(replies))
+            except OSError:
+                self._drop_channel(channel)
+            else:
+                channel.sock.setblocking(False)
+
+    def _drop_channel(self, channel: _Channel) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(channel.sock)
+        channel.sock.close()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            channel = self.channels.pop(pid, None)
+            if channel is None:
+                continue
+            self._drop_channel(channel)
+            if self.stopping:
+                continue
+            how = (
+                f"signal {signal.Signals(-os.waitstatus_to_exitcode(status)).name}"
+                if os.WIFSIGNALED(status)
+                else f"status {os.waitstatus_to_exitcode(status)}"
+            )
+            log.warning(
+                "worker %d (pid %d) died with %s: starting a new one", channel.index, pid, how
+            )
+            if time.monotonic() - self._last_spawn.get(channel.index, 0.0) < RESPAWN_BACKOFF:
+                time.sleep(RESPAWN_BACKOFF)
+            self.spawn(channel.index)
+
+    def run(self) -> int:
+        settings = self.settings
+        self.listener = bind_unix_socket(settings.socket_path, settings.socket_mode)
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        old_wakeup = signal.set_wakeup_fd(wake_w.fileno())
+        for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(handled, lambda s, _f: self._signals.append(s))
+        self.selector.register(wake_r, selectors.EVENT_READ, None)
+        try:
+            for index in range(settings.workers):
+                self.spawn(index)
+            log.info(
+                "listening on %s with %d workers (%d plugins: %s; conf TTL %gs)",
+                settings.socket_path,
+                settings.workers,
+                len(self.plugins),
+                ", ".join(sorted(self.plugins)) or "none",
+                settings.conf_ttl,
+            )
+            deadline: float | None = None
+            while self.channels or not self.stopping:
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                for key, _ in self.selector.select(timeout if timeout is not None else 1.0):
+                    if key.data is None:
+                        with contextlib.suppress(BlockingIOError):
+                            wake_r.recv(4096)
+                    else:
+                        self._on_readable(key.data)
+                while self._signals:
+                    signum = self._signals.pop(0)
+                    if signum == signal.SIGCHLD:
+                        self._reap()
+                    elif not self.stopping:
+                        log.info("received %s: stopping the workers", signal.Signals(signum).name)
+                        self.stopping = True
+                        deadline = time.monotonic() + SHUTDOWN_GRACE + 0.1
+                        for pid in self.channels:
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(pid, signal.SIGTERM)
+                self._reap()
+                if deadline is not None and time.monotonic() >= deadline and self.channels:
+                    log.warning("%d workers still running: killing them", len(self.channels))
+                    for pid in list(self.channels):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                    deadline = None
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            self.listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(settings.socket_path)
+        return 0
+
+
+def run_supervisor(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
+    return Supervisor(settings, plugins).run()

@@ -1,0 +1,138 @@
+"""``--workers 2``: tokens across workers, same-key idempotence, a killed worker replaced,
+limit-req's bucket shared, clean shutdown. Over the real socket, runner as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from a6runner.testing import Client, RunnerProcess, spawn_runner
+
+SUPPORT = str(Path(__file__).with_name("support_plugins.py"))
+
+
+def worker_pids(runner: RunnerProcess) -> set[int]:
+    pid = runner.process.pid
+    children: set[int] = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            children.update(int(p) for p in f.read().split())
+    return children
+
+
+def served_by(runner: RunnerProcess, token: int, key: str) -> int:
+    """Open a fresh connection, check same-key idempotence and the token; return the pid
+    of the worker that served it."""
+    with runner.client() as apisix:
+        assert apisix.prepare_conf([("which-process", {})], key=key) == token
+        reply = apisix.http_req_call(token)
+        assert reply.action == "stop", reply.error
+        return int(reply.body or b"0")
+
+
+def until_every_worker_served(runner: RunnerProcess, token: int, key: str) -> set[int]:
+    """Connections land on whichever worker accepts first: open them until all did."""
+    expected = worker_pids(runner)
+    seen: set[int] = set()
+    for _ in range(500):
+        seen.add(served_by(runner, token, key))
+        if seen >= expected:
+            break
+    return seen
+
+
+@pytest.fixture
+def runner() -> Iterator[RunnerProcess]:
+    with spawn_runner(["--workers", "2", "--plugins", SUPPORT]) as handle:
+        deadline = time.monotonic() + 10
+        while len(worker_pids(handle)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        yield handle
+
+
+def test_tokens_and_keys_hold_across_workers(runner: RunnerProcess) -> None:
+    workers = worker_pids(runner)
+    assert len(workers) == 2
+    with runner.client() as first:
+        token = first.prepare_conf([("which-process", {})], key="route-1")
+    assert until_every_worker_served(runner, token, "route-1") == workers
+    # a token prepared without key on one worker is known to the other too
+    with runner.client() as first:
+        anonymous = first.prepare_conf([("which-process", {})])
+    seen = set()
+    for _ in range(500):
+        with runner.client() as apisix:
+            reply = apisix.http_req_call(anonymous)
+            assert reply.action == "stop", reply.error
+            seen.add(int(reply.body or b"0"))
+        if seen >= workers:
+            break
+    assert seen == workers
+
+
+def test_a_killed_worker_is_replaced_and_tokens_survive(runner: RunnerProcess) -> None:
+    with runner.client() as first:
+        token = first.prepare_conf([("which-process", {})], key="route-k")
+    before = worker_pids(runner)
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        now = worker_pids(runner)
+        if len(now) == 2 and victim not in now:
+            break
+        time.sleep(0.05)
+    after = worker_pids(runner)
+    assert victim not in after and len(after) == 2
+    assert until_every_worker_served(runner, token, "route-k") == after
+    assert "died with signal SIGKILL: starting a new one" in runner.log()
+
+
+def test_limit_req_bucket_is_shared_by_the_workers(runner: RunnerProcess) -> None:
+    async def main() -> list[float]:
+        setup = await runner.async_client()
+        token = await setup.prepare_conf([("limit-req", {"rate": 5, "burst": 1})])
+        await setup.close()
+        clients = [await runner.async_client() for _ in range(6)]
+        started = time.monotonic()
+
+        async def one(c) -> float:
+            reply = await c.http_req_call(token)
+            assert reply.kind == "http_req_call" and reply.action == "none", reply
+            return time.monotonic() - started
+
+        done = await asyncio.gather(*(one(c) for c in clients))
+        for c in clients:
+            await c.close()
+        return done
+
+    finished = asyncio.run(main())
+    # one bucket for the runner: 1 at once, then one every 0.2 s -> the 6th after >= 1 s.
+    # (a bucket per worker would let the last one through after about 0.4-0.6 s)
+    assert max(finished) >= 1.0
+
+
+def test_sigterm_stops_every_worker_and_removes_the_socket(runner: RunnerProcess) -> None:
+    workers = worker_pids(runner)
+    with runner.client() as apisix:
+        token = apisix.prepare_conf([("stopper", {"body": "x"})])
+        assert apisix.http_req_call(token).body == b"x"
+    assert runner.stop() == 0
+    assert not os.path.exists(runner.socket_path)
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    assert "Traceback" not in runner.log()
+
+
+def test_single_connection_many_calls_with_workers(runner: RunnerProcess) -> None:
+    with Client(runner.socket_path) as apisix:
+        token = apisix.prepare_conf([("echo-input", {})])
+        for i in range(200):
+            reply = apisix.http_req_call(token, id=i, path=f"/{i}")
+            assert reply.id == i and b'"/%d"' % i in (reply.body or b"")
