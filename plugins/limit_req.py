@@ -4,8 +4,8 @@ Conf ``{"rate": float, "burst": int}`` (both default 0). ``rate`` is requests pe
 ``burst`` how many may go at once. Every request that uses the conf takes a token from one
 runner-wide bucket (shared by all connections and all worker processes). While
 ``burst >= 1`` no request is rejected: one that finds the bucket empty waits until its
-token is due. ``burst`` 0 (for example conf ``{}``) or ``rate`` 0 answers every request
-503 with no body.
+token is due. ``burst`` 0 (for example conf ``{}``) answers every request 503 with no
+body; ``rate`` 0 lets the first ``burst`` requests through and answers 503 afterwards.
 """
 
 from __future__ import annotations

@@ -30,12 +30,17 @@ class TokenBuckets:
         self._buckets: dict[str, _Bucket] = {}
 
     def reserve(self, key: str, rate: float, burst: int) -> float | None:
-        if burst <= 0 or rate <= 0:
+        if burst <= 0:
             return None
         now = self._clock()
         b = self._buckets.get(key)
         if b is None or b.rate != rate or b.burst != burst:
             b = self._buckets[key] = _Bucket(rate, burst, float(burst), now)
+        if rate <= 0:  # never refills: the first ``burst`` callers pass, then none (as Go)
+            if b.tokens < 1.0:
+                return None
+            b.tokens -= 1.0
+            return 0.0
         b.tokens = min(float(b.burst), b.tokens + (now - b.last) * b.rate)
         b.last = now
         b.tokens -= 1.0
