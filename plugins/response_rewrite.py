@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from a6runner import ConfError, Plugin, Response
-from a6runner._kernels import bodyrewrite
+from a6runner import BodyRewriter, ConfError, Plugin, Response
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +27,10 @@ class ResponseRewriteConf:
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
-    filters: bodyrewrite.BodyRewriter | None  # compiled once, here
+    filters: BodyRewriter | None  # compiled once, here
 
 
-def _parse_filters(filters: object) -> bodyrewrite.BodyRewriter | None:
+def _parse_filters(filters: object) -> BodyRewriter | None:
     if not isinstance(filters, list):
         raise ConfError(f"filters must be a list, not {filters!r}")
     if not filters:
@@ -41,7 +40,7 @@ def _parse_filters(filters: object) -> bodyrewrite.BodyRewriter | None:
         if not isinstance(f, dict) or "regex" not in f:
             raise ConfError(f"filters[{i}] must be an object with a regex, not {f!r}")
         compiled.append((f["regex"], f.get("scope", "once"), f.get("replace", "")))
-    return bodyrewrite.BodyRewriter(compiled)  # ConfError for a bad regex or scope
+    return BodyRewriter(compiled)  # ConfError for a bad regex or scope
 
 
 class ResponseRewrite(Plugin):
@@ -86,7 +85,7 @@ class ResponseRewrite(Plugin):
             resp.set_body(conf.body)
         return None
 
-    async def _filter_body(self, filters: bodyrewrite.BodyRewriter, resp: Response) -> None:
+    async def _filter_body(self, filters: BodyRewriter, resp: Response) -> None:
         new_body = filters.rewrite(await resp.body())
         if new_body is not None:  # None: no filter matched, keep the upstream body
             resp.set_body(new_body)

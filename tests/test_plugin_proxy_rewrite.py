@@ -7,9 +7,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import pytest
-from a6runner.plugins.proxy_rewrite import ProxyRewrite
 
 from a6runner import ConfError
+from a6runner.plugins.proxy_rewrite import ProxyRewrite
 from a6runner.testing import Client, Reply, run_runner
 
 HEADERS = [("host", "gateway"), ("x-a", "1"), ("x-b", "2"), ("x-c", "3")]

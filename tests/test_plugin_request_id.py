@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from a6runner.plugins.request_id import RequestId
 
 from a6runner import ConfError
+from a6runner.plugins.request_id import RequestId
 from a6runner.testing import Client, Reply, run_runner
 
 

@@ -7,9 +7,9 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from a6runner.plugins.response_rewrite import ResponseRewrite
 
 from a6runner import ConfError
+from a6runner.plugins.response_rewrite import ResponseRewrite
 from a6runner.testing import Client, run_runner
 
 UPSTREAM_HEADERS = [

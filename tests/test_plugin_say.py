@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from a6runner.plugins.say import Say
 
 from a6runner import ConfError
+from a6runner.plugins.say import Say
 from a6runner.testing import Client, run_runner
 
 

@@ -5,12 +5,18 @@ run it with ``a6-runner run`` (APISIX starts it for you). See README.md.
 """
 
 from ._errors import A6Error, ConfError, DecodeError, FrameTooLarge, PluginError, ProtocolError
+from ._kernels import bodyrewrite as _bodyrewrite
+from ._kernels import headers as _headers
 from ._kernels import implementation
-from ._plugin import MultiMap, Plugin, Request, Response, ResponseWriter, RunnerServices
+from ._plugin import Plugin, Request, Response, ResponseWriter, RunnerServices
 from ._registry import PluginLoadError
+
+MultiMap = _headers.MultiMap
+BodyRewriter = _bodyrewrite.BodyRewriter
 
 __all__ = [
     "A6Error",
+    "BodyRewriter",
     "ConfError",
     "DecodeError",
     "FrameTooLarge",

@@ -18,9 +18,10 @@ from ._errors import ConfError
 from ._kernels import codec, headers
 
 if TYPE_CHECKING:
-    from ._kernels import codec as _codec_types
-
-MultiMap = headers.MultiMap
+    from ._codec_py import HTTPReqCallReq, HTTPRespCallReq
+    from ._headers_py import MultiMap
+else:
+    MultiMap = headers.MultiMap
 
 METHODS = (
     "GET", "HEAD", "POST", "PUT", "DELETE", "MKCOL", "COPY", "MOVE", "OPTIONS",
@@ -124,16 +125,16 @@ class Request(_CallBase):
 
     def __init__(
         self,
-        decoded: _codec_types.HTTPReqCallReq,
+        decoded: HTTPReqCallReq,
         source: ExtraInfoSource,
         services: RunnerServices,
     ) -> None:
         super().__init__(decoded.id, decoded.conf_token, source, services)
         self._decoded = decoded
         self._path: str | None = None
-        self._headers: headers.MultiMap | None = None
-        self._args: headers.MultiMap | None = None
-        self._resp_headers: headers.MultiMap | None = None
+        self._headers: MultiMap | None = None
+        self._args: MultiMap | None = None
+        self._resp_headers: MultiMap | None = None
         self._response: ResponseWriter | None = None
         self._new_body: bytes | None = None
 
@@ -154,7 +155,7 @@ class Request(_CallBase):
         self._path = value
 
     @property
-    def headers(self) -> headers.MultiMap:
+    def headers(self) -> MultiMap:
         """Request headers: case-insensitive, multi-valued; changes go upstream."""
         h = self._headers
         if h is None:
@@ -162,7 +163,7 @@ class Request(_CallBase):
         return h
 
     @property
-    def args(self) -> headers.MultiMap:
+    def args(self) -> MultiMap:
         """Query args: case-sensitive, multi-valued; changes go upstream."""
         a = self._args
         if a is None:
@@ -180,7 +181,7 @@ class Request(_CallBase):
         return None
 
     @property
-    def resp_headers(self) -> headers.MultiMap:
+    def resp_headers(self) -> MultiMap:
         """Headers to add to the client response when the request does go upstream
         (APISIX ignores connection, content-length, content-type, location, server and a
         few more here; see PROTOCOL.md)."""
@@ -265,7 +266,7 @@ class ResponseWriter:
 
     def __init__(self) -> None:
         self._status = 0
-        self._headers: headers.MultiMap | None = None
+        self._headers: MultiMap | None = None
         self._body: bytes | None = None
 
     @property
@@ -280,7 +281,7 @@ class ResponseWriter:
         self._status = value
 
     @property
-    def headers(self) -> headers.MultiMap:
+    def headers(self) -> MultiMap:
         h = self._headers
         if h is None:
             h = self._headers = MultiMap((), True)
@@ -320,14 +321,14 @@ class Response(_CallBase):
 
     def __init__(
         self,
-        decoded: _codec_types.HTTPRespCallReq,
+        decoded: HTTPRespCallReq,
         source: ExtraInfoSource,
         services: RunnerServices,
     ) -> None:
         super().__init__(decoded.id, decoded.conf_token, source, services)
         self._decoded = decoded
         self._status: int | None = None
-        self._headers: headers.MultiMap | None = None
+        self._headers: MultiMap | None = None
         self._new_body: bytes | None = None
 
     @property
@@ -341,7 +342,7 @@ class Response(_CallBase):
         self._status = value
 
     @property
-    def headers(self) -> headers.MultiMap:
+    def headers(self) -> MultiMap:
         """The upstream response headers (case-insensitive, multi-valued); mutate them to
         change what the client gets. The runner sends the complete resulting set."""
         h = self._headers
