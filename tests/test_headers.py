@@ -324,6 +324,32 @@ def test_add_delete_loop_stays_consistent(headers_mod: ModuleType) -> None:
     assert not m.changed
 
 
+def test_many_entries(headers_mod: ModuleType) -> None:
+    entries = [(f"X-H{i % 25}", str(i)) for i in range(100)]
+    m = headers_mod.MultiMap(entries)
+    assert len(m) == 100
+    assert m.getall("x-h3") == ["3", "28", "53", "78"]
+    for i in range(100, 140):
+        m.add(f"x-new{i}", str(i))
+    m.set("X-H0", "zero")
+    assert len(m) == 100 - 3 + 40
+    assert m.items()[0] == ("X-H0", "zero")
+    assert m.items()[-1] == ("x-new139", "139")
+    assert m.keys()[:2] == ["X-H0", "X-H1"]
+    assert len(m.changes()) == 41
+    for i in range(25):
+        assert m.delete(f"x-h{i}")
+    assert len(m) == 40
+
+
+def test_initialising_again_starts_over(headers_mod: ModuleType) -> None:
+    m = headers_mod.MultiMap([("a", "1")])
+    m.set("a", "2")
+    m.__init__([("b", "3")])
+    assert m.items() == [("b", "3")]
+    assert m.changes() == []
+
+
 # -- differential: random operation sequences against a reference model -------------------
 
 

@@ -15,15 +15,23 @@ of Python strings and no dict work:
   that is only read never copies anything.
 """
 
+cimport cython
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memmove
+from libc.string cimport memcpy, memmove
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.unicode cimport PyUnicode_FromObject
+from cpython.unicode cimport (
+    PyUnicode_DATA,
+    PyUnicode_FromObject,
+    PyUnicode_GET_LENGTH,
+    PyUnicode_KIND,
+    PyUnicode_READ,
+)
 
 cdef uint64_t _FNV_OFFSET = 14695981039346656037ULL
 cdef uint64_t _FNV_PRIME = 1099511628211ULL
-cdef Py_ssize_t _INITIAL_CAPACITY = 16
+cdef enum:
+    _INLINE_SLOTS = 16  # hashes kept inside the object: no malloc for a usual request
 
 
 cdef inline uint64_t _name_hash(str name, bint ignore_case, bint* has_upper):
@@ -41,17 +49,24 @@ cdef inline uint64_t _name_hash(str name, bint ignore_case, bint* has_upper):
 
 cdef inline bint _same_name(str a, str b, bint ignore_case):
     cdef Py_ssize_t i, n
+    cdef unsigned int kind_a, kind_b
+    cdef void* data_a
+    cdef void* data_b
     cdef uint32_t ca, cb
     if a is b:
         return True
-    n = len(a)
-    if n != len(b):
+    n = PyUnicode_GET_LENGTH(a)
+    if n != PyUnicode_GET_LENGTH(b):
         return False
     if not ignore_case:
         return a == b
+    kind_a = PyUnicode_KIND(a)
+    kind_b = PyUnicode_KIND(b)
+    data_a = PyUnicode_DATA(a)
+    data_b = PyUnicode_DATA(b)
     for i in range(n):
-        ca = <uint32_t>(<Py_UCS4>a[i])
-        cb = <uint32_t>(<Py_UCS4>b[i])
+        ca = <uint32_t>PyUnicode_READ(kind_a, data_a, i)
+        cb = <uint32_t>PyUnicode_READ(kind_b, data_b, i)
         if ca != cb:
             # only ASCII letters fold: HTTP names are case-insensitive in ASCII only
             if 65 <= ca <= 90:
@@ -72,6 +87,7 @@ cdef inline str _as_str(object value, str what):
     raise TypeError(f"{what} must be str, not {type(value).__name__}")
 
 
+@cython.freelist(8)
 cdef class _Change:
     """A modified name: its latest spelling and its values before the first change."""
 
@@ -80,35 +96,40 @@ cdef class _Change:
     cdef list before
 
 
+@cython.freelist(8)
 cdef class MultiMap:
     """An ordered multi-map of ``str`` names to ``str`` values that remembers what changed."""
 
     cdef list _names
     cdef list _values
-    cdef uint64_t* _hashes
+    cdef uint64_t* _hashes  # _inline_hashes until there are more slots than it has
+    cdef uint64_t _inline_hashes[_INLINE_SLOTS]
     cdef Py_ssize_t _capacity
     cdef bint _ignore_case
     cdef list _touched
 
-    def __cinit__(self, *args, **kwargs):
-        self._hashes = <uint64_t*>malloc(_INITIAL_CAPACITY * sizeof(uint64_t))
-        if self._hashes is NULL:
-            raise MemoryError()
-        self._capacity = _INITIAL_CAPACITY
+    def __cinit__(self):
+        # no arguments: Cython then passes the constructor's on to __init__ untouched
+        self._names = []
+        self._values = []
+        self._hashes = self._inline_hashes
+        self._capacity = _INLINE_SLOTS
 
     def __dealloc__(self):
-        free(self._hashes)
+        if self._hashes != self._inline_hashes:
+            free(self._hashes)
 
     def __init__(self, entries=(), bint ignore_case=True):
-        cdef list names = []
-        cdef list values = []
+        cdef list names
         cdef uint64_t h
         cdef bint has_upper = False
         cdef bint any_upper = False
         cdef Py_ssize_t earlier
         cdef str name, value
-        self._names = names
-        self._values = values
+        if PyList_GET_SIZE(self._names):  # initialised again: start over
+            self._names = []
+            self._values = []
+        names = self._names
         self._ignore_case = ignore_case
         self._touched = None
         for raw_name, raw_value in entries:
@@ -129,7 +150,12 @@ cdef class MultiMap:
         cdef Py_ssize_t n = PyList_GET_SIZE(self._names)
         cdef uint64_t* grown
         if n == self._capacity:
-            grown = <uint64_t*>realloc(self._hashes, 2 * self._capacity * sizeof(uint64_t))
+            if self._hashes == self._inline_hashes:
+                grown = <uint64_t*>malloc(2 * self._capacity * sizeof(uint64_t))
+                if grown is not NULL:
+                    memcpy(grown, self._hashes, n * sizeof(uint64_t))
+            else:
+                grown = <uint64_t*>realloc(self._hashes, 2 * self._capacity * sizeof(uint64_t))
             if grown is NULL:
                 raise MemoryError()
             self._hashes = grown
