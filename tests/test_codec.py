@@ -15,6 +15,9 @@ import pytest
 
 from a6runner._errors import DecodeError, FrameTooLarge, ProtocolError
 
+# An exception swallowed inside a kernel (Cython "Exception ignored in ...") is a bug.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+
 MAX = 16_777_215
 U32_MAX = 2**32 - 1
 

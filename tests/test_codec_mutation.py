@@ -17,6 +17,9 @@ import pytest
 import a6runner._codec_py as pure
 from a6runner._errors import DecodeError
 
+# An exception swallowed inside a kernel (Cython "Exception ignored in ...") is a bug.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+
 BINARY = b"\xff\xfe\x80bin\x00\xc3"
 
 

@@ -9,8 +9,12 @@ from types import ModuleType
 from typing import Any
 
 import fbs_reference as ref
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+# An exception swallowed inside a kernel (Cython "Exception ignored in ...") is a bug.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 
 # The codec fixtures hand out stateless modules: safe to share across examples.
 _SUPPRESSED = [*settings().suppress_health_check, HealthCheck.function_scoped_fixture]

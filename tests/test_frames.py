@@ -10,6 +10,9 @@ import pytest
 
 from a6runner._errors import DecodeError, FrameTooLarge, ProtocolError
 
+# An exception swallowed inside a kernel (Cython "Exception ignored in ...") is a bug.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+
 MAX = 16_777_215
 
 
