@@ -72,6 +72,51 @@ def test_empty_match_counts(bodyrewrite_mod: ModuleType) -> None:
     )
 
 
+def _reference_rewrite(pattern: bytes, once: bool, body: bytes, whole: bool) -> bytes | None:
+    """Expand "<$1>" (or "<$0|$1>") at the matches of search / finditer."""
+    compiled = re.compile(pattern)
+    if once:
+        first = compiled.search(body)
+        matches = [] if first is None else [first]
+    else:
+        matches = list(compiled.finditer(body))
+    if not matches:
+        return None
+    out, position = [], 0
+    for match in matches:
+        group = match.group(1) or b""
+        out += [body[position : match.start()], b"<"]
+        out += [match.group(0), b"|", group] if whole else [group]
+        out.append(b">")
+        position = match.end()
+    out.append(body[position:])
+    return b"".join(out)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "body"),
+    [
+        (b"(x*)", b"abxd"),
+        (b"(x*)", b"xxaxx"),
+        (b"(a|)", b"aab"),
+        (b"(\\b)", b"ab cd"),
+        (b"(a*?)", b"aaa"),
+        (b"(|a)", b"aab"),
+        (b"(?=a)()", b"aa"),
+        (b"(b)?c", b"cbcc"),
+        (b"(z)", b"abc"),
+    ],
+)
+@pytest.mark.parametrize("once", [True, False], ids=["once", "global"])
+@pytest.mark.parametrize("whole", [True, False], ids=["with-$0", "groups-only"])
+def test_matches_are_those_of_finditer(
+    bodyrewrite_mod: ModuleType, pattern: bytes, body: bytes, once: bool, whole: bool
+) -> None:
+    template = "<$0|$1>" if whole else "<$1>"
+    filters = [(pattern.decode(), "once" if once else "global", template)]
+    assert rewrite(bodyrewrite_mod, filters, body) == _reference_rewrite(pattern, once, body, whole)
+
+
 def test_filters_apply_in_order_to_the_previous_output(bodyrewrite_mod: ModuleType) -> None:
     filters = [("a", "global", "b"), ("bb", "once", "c")]
     assert rewrite(bodyrewrite_mod, filters, b"ab") == b"c"

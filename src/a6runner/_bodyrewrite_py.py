@@ -70,23 +70,30 @@ def parse_template(template: str, group_count: int, group_index: Mapping[str, in
         name, position = reference
         group = _group_number(name, group_count, group_index)
         if group is not None:
-            if any(literal):
-                pieces.append("".join(literal).encode("utf-8"))
-            literal.clear()
+            text = "".join(literal)
+            if text:
+                pieces.append(text.encode("utf-8"))
+            literal = []
             pieces.append(group)
-    if any(literal):
-        pieces.append("".join(literal).encode("utf-8"))
+    text = "".join(literal)
+    if text:
+        pieces.append(text.encode("utf-8"))
     return pieces
+
+
+def _require_str(index: int, field: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfError(f"filter {index}: {field} must be a string, not {type(value).__name__}")
+    return value
 
 
 def compile_filter(
     index: int, regex: object, scope: object, replace: object
 ) -> tuple[re.Pattern[bytes], int, list[Piece]]:
     """Check and compile one filter: (pattern, count for re: 1 once / 0 global, pieces)."""
-    for field, value in (("regex", regex), ("scope", scope), ("replace", replace)):
-        if not isinstance(value, str):
-            raise ConfError(f"filter {index}: {field} must be a string, not {type(value).__name__}")
-    assert isinstance(regex, str) and isinstance(replace, str)
+    regex = _require_str(index, "regex", regex)
+    scope = _require_str(index, "scope", scope)
+    replace = _require_str(index, "replace", replace)
     if scope == "once":
         count = 1
     elif scope == "global":
