@@ -48,13 +48,20 @@ class MultiMap:
     def __init__(
         self, entries: Iterable[tuple[str, str | None]] = (), ignore_case: bool = True
     ) -> None:
-        fold = _fold_ascii if ignore_case else _exact
         keys: list[str | None] = []
         values: list[str | None] = []
         first: dict[str, int] = {}
         spelling: dict[str, str] = {}
+        # the folding and checks are inlined here: this loop runs for every request
         for name, value in entries:
-            key = fold(name)
+            if not isinstance(name, str):
+                raise TypeError(f"name must be str, not {type(name).__name__}")
+            if not ignore_case:
+                key = name
+            elif name.isascii():
+                key = name.lower()
+            else:
+                key = name.translate(_ASCII_LOWER)
             slot = first.get(key)
             if slot is None:
                 first[key] = len(keys)
@@ -64,11 +71,11 @@ class MultiMap:
                 key = keys[slot]  # type: ignore[assignment]  # the shared key object
             if value is None:
                 value = ""
-            else:
-                _require_str_value(value)
+            elif not isinstance(value, str):
+                raise TypeError(f"value must be str, not {type(value).__name__}")
             keys.append(key)
             values.append(value)
-        self._fold = fold
+        self._fold = _fold_ascii if ignore_case else _exact
         self._keys = keys
         self._values = values
         self._first = first
