@@ -158,3 +158,40 @@ def test_signal_finishes_calls_in_flight_then_exits_0(tmp_path: Path, signum: in
         assert not os.path.exists(path)
         log = runner.log()
         assert "Traceback" not in log
+
+
+def test_run_from_python_with_plugin_classes(tmp_path: Path) -> None:
+    """``a6runner.run(plugins=[...])`` is the programmatic twin of ``a6-runner run``."""
+    import time
+
+    from a6runner.testing import Client
+
+    path = tmp_path / "r.sock"
+    script = tmp_path / "my_runner.py"
+    script.write_text(
+        "import sys\n"
+        "import a6runner\n\n"
+        "class Hello(a6runner.Plugin):\n"
+        "    name = 'hello'\n"
+        "    def request_filter(self, conf, req):\n"
+        "        req.respond(200, 'hello from run()')\n\n"
+        f"sys.exit(a6runner.run([Hello], listen='unix:{path}', bundled=False))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not path.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.02)
+        with Client(str(path)) as apisix:
+            token = apisix.prepare_conf([("hello", {})])
+            assert apisix.http_req_call(token).body == b"hello from run()"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        _, err = process.communicate(timeout=5)
+    assert not path.exists()
+    assert b"Traceback" not in err

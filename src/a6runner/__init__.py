@@ -10,6 +10,7 @@ from ._kernels import headers as _headers
 from ._kernels import implementation
 from ._plugin import Plugin, Request, Response, ResponseWriter, RunnerServices
 from ._registry import PluginLoadError
+from ._runner import run
 
 MultiMap = _headers.MultiMap
 BodyRewriter = _bodyrewrite.BodyRewriter
@@ -30,4 +31,5 @@ __all__ = [
     "ResponseWriter",
     "RunnerServices",
     "implementation",
+    "run",
 ]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from ._errors import A6Error
 from ._kernels import implementation
 from ._registry import PluginLoadError, build_registry
-from ._runner import Settings, run, setup_logging
+from ._runner import Settings, run_with_settings, setup_logging
 
 log = logging.getLogger("a6runner")
 
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 entry_points=not args.no_entry_points,
             )
             log.info("%s", _version())
-            return run(settings, {name: r.plugin for name, r in registry.items()})
+            return run_with_settings(settings, {name: r.plugin for name, r in registry.items()})
         if args.command == "plugins":
             registry = build_registry(
                 paths=args.plugins,

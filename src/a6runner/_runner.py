@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ._errors import A6Error
@@ -156,7 +156,7 @@ async def serve_single(
             os.unlink(settings.socket_path)
 
 
-def run(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
+def run_with_settings(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status (0 after a clean shutdown)."""
     if settings.workers > 1:
         from ._workers import run_supervisor
@@ -179,3 +179,33 @@ def run(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
         loop.close()
     log.info("stopped after %.1fs", time.monotonic() - started)
     return 0
+
+
+def run(
+    plugins: Iterable[type[Plugin]] = (),
+    *,
+    listen: str | None = None,
+    conf_expire_time: float | None = None,
+    workers: int = 1,
+    bundled: bool = True,
+    entry_points: bool = True,
+    socket_mode: int = 0o766,
+    loop: str = "auto",
+    log_level: str = "info",
+) -> int:
+    """Run a runner serving ``plugins`` (plugin classes) until SIGTERM/SIGINT.
+
+    Settings default to what APISIX passes (``APISIX_LISTEN_ADDRESS``,
+    ``APISIX_CONF_EXPIRE_TIME``); ``listen``/``conf_expire_time`` override them. The
+    bundled plugins and the ``a6runner.plugins`` entry points are added unless disabled.
+    Returns the exit status (0 after a clean shutdown), like ``a6-runner run``.
+    """
+    from ._registry import build_registry
+
+    setup_logging(log_level)
+    settings = Settings.from_env(os.environ, listen, conf_expire_time)
+    settings.workers = workers
+    settings.socket_mode = socket_mode
+    settings.loop = loop
+    registry = build_registry(plugins, bundled=bundled, entry_points=entry_points)
+    return run_with_settings(settings, {name: r.plugin for name, r in registry.items()})
