@@ -341,6 +341,21 @@ def test_small_messages_round_trip(codec: ModuleType) -> None:
         assert codec.decode_err_resp(codec.build_err_resp(code)[4:]) == code
 
 
+def test_names_that_look_alike_decode_exactly(codec: ModuleType) -> None:
+    """Names alike in length, head and tail (the compiled reader caches decoded names by
+    such a hash), at every length around its branches, read back exactly each time."""
+    names = [f"x-aaaaaaaa-{middle:03d}-bbbbbbbb" for middle in range(40)]
+    names += ["", "a", "ab", "abc", "abcd", "abcdefg", "abcdefgh", "abcdefghi"]
+    names += ["n" * 64, "n" * 65, "n" * 63 + "\u00e9", "caf\u00e9", "\udcff\udcfe", "\u2603" * 30]
+    for _ in range(3):
+        for start in range(0, len(names), 7):
+            batch = [(name, name) for name in names[start : start + 7]]
+            frame = codec.build_http_resp_call_req(1, 2, 200, batch)
+            headers = codec.decode_http_resp_call_req(frame[4:]).headers
+            assert headers == batch
+            assert all(type(name) is str for name, _ in headers)
+
+
 # --- argument rules -----------------------------------------------------------------------
 
 

@@ -22,9 +22,7 @@ from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcpy, memset
-
-from a6runner._errors import DecodeError, FrameTooLarge
+from libc.string cimport memcmp, memcpy, memset
 
 
 cdef extern from "Python.h":
@@ -40,6 +38,8 @@ cdef extern from "Python.h":
     object PySequence_Tuple(object o)
     int _PyBytes_Resize(PyObject** bytes, Py_ssize_t newsize) except -1
     char* _raw_bytes_data "PyBytes_AS_STRING" (PyObject* bytes)
+    void* _raw_str_data "PyUnicode_DATA" (PyObject* s)
+    Py_ssize_t _raw_str_length "PyUnicode_GET_LENGTH" (PyObject* s)
     unsigned long long PyLong_AsUnsignedLongLong(object o) except? <unsigned long long>-1
 
 
@@ -71,25 +71,86 @@ cdef const char* SURROGATEESCAPE = "surrogateescape"
 
 # --- little-endian access (no alignment assumed) ---------------------------------------
 
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* memcpy compiles to one unaligned load/store; byte assembly elsewhere. */
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    #define A6_LITTLE_ENDIAN 1
+    #else
+    #define A6_LITTLE_ENDIAN 0
+    #endif
+    static inline uint16_t a6_load_u16(const uint8_t *p) {
+    #if A6_LITTLE_ENDIAN
+        uint16_t v; memcpy(&v, p, 2); return v;
+    #else
+        return (uint16_t)(p[0] | (p[1] << 8));
+    #endif
+    }
+    static inline uint32_t a6_load_u32(const uint8_t *p) {
+    #if A6_LITTLE_ENDIAN
+        uint32_t v; memcpy(&v, p, 4); return v;
+    #else
+        return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16)
+            | ((uint32_t)p[3] << 24);
+    #endif
+    }
+    static inline void a6_store_u16(uint8_t *p, uint16_t v) {
+    #if A6_LITTLE_ENDIAN
+        memcpy(p, &v, 2);
+    #else
+        p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8);
+    #endif
+    }
+    static inline void a6_store_u32(uint8_t *p, uint32_t v) {
+    #if A6_LITTLE_ENDIAN
+        memcpy(p, &v, 4);
+    #else
+        p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16);
+        p[3] = (uint8_t)(v >> 24);
+    #endif
+    }
+    /* Hash of a short name: length, head and tail words, a few instructions whatever the
+       length. Names that differ only in the middle share a slot, which costs a cache miss,
+       never a wrong answer. Any byte order will do: only equality of inputs matters. */
+    static inline uint32_t a6_name_hash(const uint8_t *s, Py_ssize_t n) {
+        uint64_t head, tail, h;
+        if (n >= 8) {
+            memcpy(&head, s, 8); memcpy(&tail, s + n - 8, 8);
+        } else if (n >= 4) {
+            uint32_t h32, t32;
+            memcpy(&h32, s, 4); memcpy(&t32, s + n - 4, 4);
+            head = h32; tail = t32;
+        } else {
+            head = s[0] | ((uint64_t)s[n >> 1] << 8) | ((uint64_t)s[n - 1] << 16);
+            tail = 0;
+        }
+        h = (head * 0x9E3779B97F4A7C15ULL) ^ (tail * 0xC2B2AE3D27D4EB4FULL) ^ (uint64_t)n;
+        return (uint32_t)(h >> 32) ^ (uint32_t)h;
+    }
+    """
+    uint16_t a6_load_u16(const uint8_t* p) noexcept nogil
+    uint32_t a6_load_u32(const uint8_t* p) noexcept nogil
+    void a6_store_u16(uint8_t* p, uint16_t v) noexcept nogil
+    void a6_store_u32(uint8_t* p, uint32_t v) noexcept nogil
+    uint32_t a6_name_hash(const uint8_t* s, Py_ssize_t n) noexcept nogil
+
+
 cdef inline uint16_t _get_u16(const uint8_t* p, int64_t i) noexcept nogil:
-    return <uint16_t>(p[i] | (p[i + 1] << 8))
+    return a6_load_u16(p + i)
 
 
 cdef inline uint32_t _get_u32(const uint8_t* p, int64_t i) noexcept nogil:
-    return (<uint32_t>p[i] | (<uint32_t>p[i + 1] << 8) | (<uint32_t>p[i + 2] << 16)
-            | (<uint32_t>p[i + 3] << 24))
+    return a6_load_u32(p + i)
 
 
 cdef inline void _put_u16(uint8_t* p, Py_ssize_t i, uint32_t v) noexcept nogil:
-    p[i] = <uint8_t>v
-    p[i + 1] = <uint8_t>(v >> 8)
+    a6_store_u16(p + i, <uint16_t>v)
 
 
 cdef inline void _put_u32(uint8_t* p, Py_ssize_t i, uint64_t v) noexcept nogil:
-    p[i] = <uint8_t>v
-    p[i + 1] = <uint8_t>(v >> 8)
-    p[i + 2] = <uint8_t>(v >> 16)
-    p[i + 3] = <uint8_t>(v >> 24)
+    a6_store_u32(p + i, <uint32_t>v)
 
 
 # --- reader primitives -------------------------------------------------------------------
@@ -102,23 +163,45 @@ cdef struct _Table:
     int64_t vtable_size
 
 
-cdef int _fail(str message) except -1:
-    raise DecodeError(message)
+# The checks stay small enough to inline; the messages are built out of line, only on error.
+
+cdef int _bad_table(int64_t t, int64_t size) except -1:
+    raise DecodeError(f"table at {t} runs past the end ({size} bytes)")
 
 
-cdef int _check_table(const uint8_t* p, int64_t size, int64_t t, _Table* out) except -1:
-    cdef int64_t vt, vt_size, t_size
+cdef int _bad_vtable(int64_t t, int64_t vt, int64_t vt_size, int64_t t_size,
+                     int64_t size) except -1:
+    if vt < 0 or vt + 4 > size:
+        raise DecodeError(f"vtable of the table at {t} is out of bounds")
+    if vt_size & 1 or vt_size < 4 or vt + vt_size > size:
+        raise DecodeError(f"bad vtable size {vt_size} at {vt}")
+    raise DecodeError(f"bad table size {t_size} at {t}")
+
+
+cdef int _bad_field(int64_t t, int field) except -1:
+    raise DecodeError(f"field {field} of the table at {t} is out of bounds")
+
+
+cdef int _bad_vector(int64_t q, int64_t size) except -1:
+    raise DecodeError(f"vector at {q} runs past the end ({size} bytes)")
+
+
+cdef int _bad_vector_length(int64_t q, int64_t count) except -1:
+    raise DecodeError(f"vector of {count} elements at {q} runs past the end")
+
+
+cdef inline int _check_table(const uint8_t* p, int64_t size, int64_t t,
+                             _Table* out) except -1:
+    cdef int64_t vt, vt_size = 0, t_size = 0
     if t + 4 > size:
-        return _fail(f"table at {t} runs past the end ({size} bytes)")
+        return _bad_table(t, size)
     vt = t - <int64_t>(<int32_t>_get_u32(p, t))
     if vt < 0 or vt + 4 > size:
-        return _fail(f"vtable of the table at {t} is out of bounds")
+        return _bad_vtable(t, vt, vt_size, t_size, size)
     vt_size = _get_u16(p, vt)
-    if vt_size & 1 or vt_size < 4 or vt + vt_size > size:
-        return _fail(f"bad vtable size {vt_size} at {vt}")
     t_size = _get_u16(p, vt + 2)
-    if t_size < 4 or t + t_size > size:
-        return _fail(f"bad table size {t_size} at {t}")
+    if vt_size & 1 or vt_size < 4 or vt + vt_size > size or t_size < 4 or t + t_size > size:
+        return _bad_vtable(t, vt, vt_size, t_size, size)
     out.pos = t
     out.vtable = vt
     out.vtable_size = vt_size
@@ -137,11 +220,11 @@ cdef inline int64_t _field_unchecked(const uint8_t* p, const _Table* t, int fiel
     return t.pos + off
 
 
-cdef int64_t _check_field(const uint8_t* p, int64_t size, const _Table* t, int field,
-                          int width) except -2:
+cdef inline int64_t _check_field(const uint8_t* p, int64_t size, const _Table* t, int field,
+                                 int width) except -2:
     cdef int64_t pos = _field_unchecked(p, t, field)
     if pos >= 0 and pos + width > size:
-        _fail(f"field {field} of the table at {t.pos} is out of bounds")
+        _bad_field(t.pos, field)
     return pos
 
 
@@ -149,23 +232,23 @@ cdef inline int64_t _target(const uint8_t* p, int64_t field_pos) noexcept:
     return field_pos + <int64_t>_get_u32(p, field_pos)
 
 
-cdef int64_t _check_vector(const uint8_t* p, int64_t size, int64_t field_pos,
-                           int64_t elem_size) except -1:
+cdef inline int64_t _check_vector(const uint8_t* p, int64_t size, int64_t field_pos,
+                                  int64_t elem_size) except -1:
     """Validate the string/vector an offset field points to; its position (the length word)."""
     cdef int64_t q = _target(p, field_pos)
     cdef int64_t count
     if q + 4 > size:
-        _fail(f"vector at {q} runs past the end ({size} bytes)")
+        _bad_vector(q, size)
     count = _get_u32(p, q)
     if q + 4 + count * elem_size > size:
-        _fail(f"vector of {count} elements at {q} runs past the end")
+        _bad_vector_length(q, count)
     return q
 
 
 cdef int64_t _check_text_entries(const uint8_t* p, int64_t size, int64_t field_pos) except -2:
     """Validate a [TextEntry] field and every entry in it; the vector position or -1."""
     cdef int64_t q, count, k, element, f
-    cdef _Table entry
+    cdef _Table entry = _Table(0, 0, 0)  # always filled by _check_table; zeroed for gcc
     if field_pos < 0:
         return -1
     q = _check_vector(p, size, field_pos, 4)
@@ -186,6 +269,40 @@ cdef inline str _utf8_at(const uint8_t* p, int64_t q):
     """The string whose length word is at ``q`` (validated)."""
     return PyUnicode_DecodeUTF8(<const char*>p + q + 4, <Py_ssize_t>_get_u32(p, q),
                                 SURROGATEESCAPE)
+
+
+# Header and arg names come from a small vocabulary (APISIX lower-cases them), so decoded
+# names are kept in a direct-mapped cache: a hit costs a hash and a memcmp instead of a new
+# str. Bounded: NAME_CACHE_SLOTS strong references to ASCII strs of at most
+# NAME_CACHE_MAX_LEN chars. Values are not cached: they repeat far less (ids, cookies).
+cdef enum:
+    NAME_CACHE_SLOTS = 512  # a power of two
+    NAME_CACHE_MAX_LEN = 64
+
+cdef PyObject* _name_cache[NAME_CACHE_SLOTS]
+
+
+cdef str _name_at(const uint8_t* p, int64_t q):
+    """Like _utf8_at, through the name cache."""
+    cdef const uint8_t* s = p + q + 4
+    cdef Py_ssize_t n = <Py_ssize_t>_get_u32(p, q)
+    cdef uint32_t slot
+    cdef PyObject* cached
+    cdef str name
+    if n == 0 or n > NAME_CACHE_MAX_LEN:
+        return PyUnicode_DecodeUTF8(<const char*>s, n, SURROGATEESCAPE)
+    slot = a6_name_hash(s, n) & (NAME_CACHE_SLOTS - 1)
+    cached = _name_cache[slot]
+    # Cached strs are compact ASCII: their data is their UTF-8, one byte per char.
+    if cached != NULL and _raw_str_length(cached) == n \
+            and memcmp(_raw_str_data(cached), s, n) == 0:
+        return <str>cached
+    name = PyUnicode_DecodeUTF8(<const char*>s, n, SURROGATEESCAPE)
+    if PyUnicode_IS_COMPACT_ASCII(name):
+        Py_INCREF(name)
+        _name_cache[slot] = <PyObject*>name
+        Py_XDECREF(cached)
+    return name
 
 
 cdef inline bytes _bytes_at(const uint8_t* p, int64_t q):
@@ -211,7 +328,7 @@ cdef list _text_entry_list(bytes buf, int64_t q, bint value_as_bytes):
         entry.vtable = entry.pos - <int64_t>(<int32_t>_get_u32(p, entry.pos))
         entry.vtable_size = _get_u16(p, entry.vtable)
         f = _field_unchecked(p, &entry, 0)
-        name = _utf8_at(p, _target(p, f)) if f >= 0 else ""
+        name = _name_at(p, _target(p, f)) if f >= 0 else ""
         f = _field_unchecked(p, &entry, 1)
         if value_as_bytes:
             value = _bytes_at(p, _target(p, f)) if f >= 0 else b""
@@ -237,7 +354,7 @@ cdef bytes _payload_bytes(object buf):
 
 cdef int _check_root(const uint8_t* p, int64_t size, _Table* root) except -1:
     if size < 4:
-        return _fail(f"payload of {size} bytes is too short for a FlatBuffers root")
+        raise DecodeError(f"payload of {size} bytes is too short for a FlatBuffers root")
     return _check_table(p, size, _get_u32(p, 0), root)
 
 
@@ -1155,3 +1272,9 @@ def build_extra_info_resp(result):
     _link(b, 0, t)
     _put_optional_bytes(b, t + 4, t + 8, &result_text)
     return frame
+
+
+# Last on purpose: importing a6runner runs its __init__, which may use this module's
+# functions (a6runner._server builds replies at import). Everything above exists by then;
+# the error classes are only looked up when raised.
+from a6runner._errors import DecodeError, FrameTooLarge  # noqa: E402

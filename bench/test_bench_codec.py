@@ -1,0 +1,140 @@
+"""Microbenchmarks of the wire codec, native vs pure, one group per operation.
+
+    .venv/bin/pytest bench/test_bench_codec.py --benchmark-only
+
+Inputs are built once with the pure builder (the ``flatbuffers`` runtime, like APISIX's
+own encoder), so both readers decode the very same bytes.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from a6runner import _codec_py as reference
+
+# What APISIX sends: lower-cased names, one entry per value.
+REQUEST_HEADERS = [
+    ("host", "api.example.com"),
+    ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
+    ("accept", "application/json, text/plain, */*"),
+    ("accept-encoding", "gzip, deflate, br"),
+    ("accept-language", "en-US,en;q=0.9"),
+    ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx"),
+    ("content-type", "application/json"),
+    ("content-length", "348"),
+    ("cookie", "session=4f2a9c; theme=dark"),
+    ("x-forwarded-for", "203.0.113.7"),
+    ("x-forwarded-for", "10.0.0.12"),
+    ("x-request-id", "7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+]
+REQUEST_ARGS = [("page", "2"), ("q", "gateway plugins"), ("verbose", None)]
+REQUEST_PATH = "/api/v1/users/42/orders"
+
+HTTP_REQ_CALL = reference.build_http_req_call_req(
+    123456, 7, 2, REQUEST_PATH, REQUEST_ARGS, REQUEST_HEADERS, bytes([203, 0, 113, 7])
+)
+HTTP_REQ_CALL_PAYLOAD = HTTP_REQ_CALL[4:]
+
+PREPARE_CONF_PAYLOAD = reference.build_prepare_conf_req(
+    [
+        ("say", '{"body": "hello", "status": 200, "headers": {"x-say": "hi"}}'),
+        ("limit_req", '{"rate": 100, "burst": 50, "key": "remote_addr"}'),
+        ("proxy_rewrite", '{"uri": "/v2/$1", "headers": {"x-rewritten": "1"}}'),
+    ],
+    "route#42:1700000000",
+)[4:]
+
+RESPONSE_HEADERS = [
+    ("content-type", "application/json; charset=utf-8"),
+    ("cache-control", "no-store"),
+    ("date", "Tue, 25 Nov 2025 10:00:00 GMT"),
+    ("etag", '"33a64df551425fcc55e4d42a148795d9f25f89d4"'),
+    ("server", "upstream/1.2"),
+    ("vary", "Accept-Encoding"),
+    ("x-request-id", "7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+    ("x-upstream-time", "0.012"),
+]
+BODY_4K = (b'{"items": [' + b'{"id": 1, "name": "item"}, ' * 200)[:4096]
+
+
+def read_http_req_call(codec: ModuleType) -> tuple[Any, ...]:
+    request = codec.decode_http_req_call_req(HTTP_REQ_CALL_PAYLOAD)
+    return (
+        request.id,
+        request.conf_token,
+        request.method,
+        request.path,
+        request.headers,
+        request.args,
+    )
+
+
+@pytest.mark.benchmark(group="codec: decode HTTPReqCall (12 headers, 3 args), read fields")
+def test_decode_http_req_call(benchmark: Any, codec_impl: ModuleType) -> None:
+    fields = benchmark(read_http_req_call, codec_impl)
+    assert fields == (123456, 7, 2, REQUEST_PATH, REQUEST_HEADERS, REQUEST_ARGS)
+
+
+def read_prepare_conf(codec: ModuleType) -> tuple[Any, ...]:
+    request = codec.decode_prepare_conf_req(PREPARE_CONF_PAYLOAD)
+    return request.key, request.conf
+
+
+@pytest.mark.benchmark(group="codec: decode PrepareConf (3 plugins, key), read fields")
+def test_decode_prepare_conf(benchmark: Any, codec_impl: ModuleType) -> None:
+    key, conf = benchmark(read_prepare_conf, codec_impl)
+    assert key == "route#42:1700000000"
+    assert [name for name, _ in conf] == ["say", "limit_req", "proxy_rewrite"]
+
+
+@pytest.mark.benchmark(group="codec: build Stop (3 headers, small body)")
+def test_build_stop(benchmark: Any, codec_impl: ModuleType) -> None:
+    headers = [("content-type", "text/plain"), ("x-say", "hi"), ("x-say", "again")]
+    frame = benchmark(codec_impl.build_stop, 123456, 403, headers, b"forbidden by policy\n")
+    assert reference.decode_frame_header(frame) == (reference.RPC_HTTP_REQ_CALL, len(frame) - 4)
+
+
+@pytest.mark.benchmark(group="codec: build Rewrite (path, 2 headers, 1 arg, 1 resp header)")
+def test_build_rewrite(benchmark: Any, codec_impl: ModuleType) -> None:
+    frame = benchmark(
+        codec_impl.build_rewrite,
+        123456,
+        "/v2/users/42/orders",
+        [("x-user-id", "42"), ("cookie", None)],
+        [("page", "3")],
+        [("x-rewritten", "1")],
+        None,
+    )
+    assert reference.decode_frame_header(frame) == (reference.RPC_HTTP_REQ_CALL, len(frame) - 4)
+
+
+@pytest.mark.benchmark(group="codec: build HTTPRespCall reply (8 headers, 4 KiB body)")
+def test_build_http_resp_call_resp(benchmark: Any, codec_impl: ModuleType) -> None:
+    frame = benchmark(codec_impl.build_http_resp_call_resp, 123456, 200, RESPONSE_HEADERS, BODY_4K)
+    assert len(frame) > len(BODY_4K)
+    assert reference.decode_frame_header(frame) == (reference.RPC_HTTP_RESP_CALL, len(frame) - 4)
+
+
+FRAME_COUNT = 1000
+CHUNK_SIZE = 4096
+STREAM = b"".join(
+    reference.encode_frame(reference.RPC_HTTP_REQ_CALL, HTTP_REQ_CALL_PAYLOAD[: 64 + i % 512])
+    for i in range(FRAME_COUNT)
+)
+CHUNKS = [STREAM[start : start + CHUNK_SIZE] for start in range(0, len(STREAM), CHUNK_SIZE)]
+
+
+def split_stream(codec: ModuleType) -> int:
+    splitter = codec.FrameSplitter()
+    count = 0
+    for chunk in CHUNKS:
+        count += len(splitter.feed(chunk))
+    return count
+
+
+@pytest.mark.benchmark(group="codec: split 1,000 frames fed in 4 KiB chunks")
+def test_split_stream(benchmark: Any, codec_impl: ModuleType) -> None:
+    assert benchmark(split_stream, codec_impl) == FRAME_COUNT
