@@ -593,6 +593,34 @@ def test_splitter_reassembles_any_chunking(
     assert splitter.pending == 0
 
 
+PATTERN = bytes(range(251)) * 1200  # 301,200 bytes; a prime period shows misplaced bytes
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=40)
+@given(
+    sizes=st.lists(st.integers(0, 300_000), min_size=1, max_size=4),
+    chunk_sizes=st.lists(st.integers(1, 150_000), min_size=1, max_size=8),
+)
+def test_splitter_large_frames_under_random_chunking(
+    codec: ModuleType, sizes: list[int], chunk_sizes: list[int]
+) -> None:
+    """Frames larger than any first allocation, so a frame still arriving has to grow."""
+    payloads = [PATTERN[i : i + size] for i, size in enumerate(sizes)]
+    stream = stream_of(codec, payloads)
+    splitter = codec.FrameSplitter()
+    frames = []
+    start = 0
+    turn = 0
+    while start < len(stream):
+        end = start + chunk_sizes[turn % len(chunk_sizes)]
+        frames += splitter.feed(stream[start:end])
+        start = end
+        turn += 1
+        consumed = sum(4 + len(payload) for _, payload in frames)
+        assert splitter.pending == min(start, len(stream)) - consumed
+    assert frames == [(i % 5, payload) for i, payload in enumerate(payloads)]
+
+
 def test_splitter_byte_by_byte_and_pending(codec: ModuleType) -> None:
     stream = codec.encode_frame(2, b"abc") + codec.encode_frame(1, b"")
     splitter = codec.FrameSplitter()

@@ -364,14 +364,21 @@ cdef int _check_root(const uint8_t* p, int64_t size, _Table* root) except -1:
 cdef class PrepareConfReq:
     cdef bytes _buf
     cdef int64_t _conf_vector
+    cdef int64_t _key_string  # position of the length word, or -1
     cdef object _conf
     cdef object _key
+    cdef bint _key_decoded
 
     def __init__(self):
         raise TypeError("PrepareConfReq objects come from decode_prepare_conf_req()")
 
     @property
     def key(self):
+        if not self._key_decoded:
+            if self._key_string >= 0:
+                self._key = _utf8_at(<const uint8_t*>PyBytes_AS_STRING(self._buf),
+                                     self._key_string)
+            self._key_decoded = True
         return self._key
 
     @property
@@ -489,9 +496,8 @@ def decode_prepare_conf_req(buf):
     _check_root(p, size, &root)
     request._buf = data
     request._conf_vector = _check_text_entries(p, size, _check_field(p, size, &root, 0, 4))
-    # One short string per PrepareConf (a rare call): decoded along with the table.
     f = _check_field(p, size, &root, 1, 4)
-    request._key = _utf8_at(p, _check_vector(p, size, f, 1)) if f >= 0 else None
+    request._key_string = _check_vector(p, size, f, 1) if f >= 0 else -1
     return request
 
 
