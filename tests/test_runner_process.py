@@ -7,7 +7,6 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -137,23 +136,21 @@ def test_conf_expire_time_comes_from_the_environment(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_finishes_calls_in_flight_then_exits_0(tmp_path: Path, signum: int) -> None:
+    from a6runner._kernels import codec
+    from a6runner.testing import decode_reply
+
     path = str(tmp_path / "r.sock")
     with spawn_runner(["--plugins", SUPPORT], socket_path=path) as runner:
         with runner.client() as apisix:
-            token = apisix.prepare_conf([("sleepy", {"seconds": 0.4, "body": "finished"})])
-            replies = []
-            caller = threading.Thread(target=lambda: replies.append(apisix.http_req_call(token)))
-            caller.start()
-            # wait until the call is inside the runner (its log says nothing; poll a second
-            # connection instead: the runner still accepts before the signal)
-            with runner.client() as probe:
-                probe.prepare_conf([("stopper", {})])
-            import time
-
-            time.sleep(0.1)
+            token = apisix.prepare_conf([("ask-vars", {"vars": ["remote_addr"]})])
+            apisix.send_raw(codec.build_http_req_call_req(7, token, 0, "/", [], [], None))
+            frame_type, _ = apisix.read_frame()
+            assert frame_type == codec.RPC_EXTRA_INFO  # the call is in the runner, waiting
             runner.process.send_signal(signum)
-            caller.join(5)
-            assert replies and replies[0].body == b"finished"
+            apisix.send_raw(codec.build_extra_info_resp(b"10.0.0.1"))
+            reply = decode_reply(*apisix.read_frame())
+            assert reply.action == "stop" and reply.id == 7
+            assert reply.body == b'{"remote_addr": "10.0.0.1"}'
         assert runner.process.wait(5) == 0
         assert not os.path.exists(path)
         log = runner.log()
