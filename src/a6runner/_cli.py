@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_plugins = sub.add_parser("plugins", help="list the registered plugins and their origin")
     _add_plugin_options(p_plugins)
+
+    from ._loadgen import add_arguments as _add_bench_arguments
+
+    p_bench = sub.add_parser("bench", help="APISIX-like end-to-end load driver")
+    _add_bench_arguments(p_bench)
     return parser
 
 
@@ -115,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in sorted(registry):
                 print(f"{name:<{width}}  {registry[name].origin}")
             return 0
+        if args.command == "bench":
+            from ._loadgen import run as _run_bench
+
+            return _run_bench(args)
     except PluginLoadError as exc:
         print(f"a6-runner: error: {exc}", file=sys.stderr)
         return 2

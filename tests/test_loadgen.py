@@ -1,0 +1,280 @@
+"""The end-to-end load driver (``a6-runner bench``): functional checks, no timing.
+
+Each scenario runs for about a second against a spawned runner; a small fake runner that
+answers like the Go runner (HTTPRespCall status 200, RespBody fetched through ExtraInfo)
+checks the driver's own paths, and a faulty one checks that wrong reply ids are caught.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from a6runner import _loadgen as lg
+from a6runner._kernels import codec as kcodec
+from a6runner.testing import RunnerProcess, spawn_runner
+
+
+def _cfg(sock: str, scenario: str, conns: int = 4) -> lg.DriverConfig:
+    sc = lg.SCENARIOS[scenario]
+    return lg.DriverConfig(sock, sc, conns, sc.plugin, sc.conf, sc.expect)
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[RunnerProcess]:
+    with spawn_runner(conf_expire_time=3600) as handle:
+        yield handle
+        handle.stop()
+
+
+def _status_zero_only(res: lg.DriverResult) -> bool:
+    return res.errors == res.counts["bad_payload"] and all(
+        "status 0" in m for m in res.messages if "HTTPRespCall" in m
+    )
+
+
+@pytest.mark.parametrize("scenario", sorted(lg.SCENARIOS))
+def test_scenario_against_runner(runner: RunnerProcess, scenario: str) -> None:
+    res = lg.drive(_cfg(runner.socket_path, scenario), warmup_s=0.2, duration_s=0.8)
+    if res.errors and scenario.startswith("resp-") and _status_zero_only(res):
+        # a6load (and so this driver) wants status 200 in the reply, as the Go runner
+        # sends it; PROTOCOL.md allows 0 = unchanged, which this runner sends
+        pytest.xfail("runner answers HTTPRespCall status 0 (unchanged); a6load expects 200")
+    assert res.errors == 0, (res.counts, res.messages)
+    assert res.calls > 0
+    assert sum(res.hist.values()) == res.calls
+    assert res.rps > 0 and res.elapsed_s > 0
+    expect_extra = scenario == "resp-filter-body"
+    assert (res.extra >= res.calls - 4) if expect_extra else res.extra == 0
+
+
+def test_procs_split_connections(runner: RunnerProcess) -> None:
+    res = lg.drive(_cfg(runner.socket_path, "say", conns=5), 0.2, 0.8, procs=2)
+    assert res.conns == 5
+    assert res.errors == 0, (res.counts, res.messages)
+    assert res.calls > 0 and sum(res.hist.values()) == res.calls
+
+
+# -- a fake runner -----------------------------------------------------------------------------
+
+
+class FakeRunner:
+    """Answers like the Go runner. ``wrong_id_every=N``: every Nth call gets id + 1."""
+
+    def __init__(self, wrong_id_every: int = 0) -> None:
+        self.wrong_id_every = wrong_id_every
+        self.path = os.path.join(tempfile.mkdtemp(prefix="a6fake-"), "fake.sock")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(64)
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        splitter = kcodec.FrameSplitter()
+        pending: list[tuple[int, bytes]] = []
+
+        def frame() -> tuple[int, bytes] | None:
+            while not pending:
+                data = conn.recv(65536)
+                if not data:
+                    return None
+                pending.extend(splitter.feed(data))
+            return pending.pop(0)
+
+        with conn, contextlib.suppress(OSError):  # the driver closes when done
+            while (f := frame()) is not None:
+                typ, payload = f
+                if typ == kcodec.RPC_PREPARE_CONF:
+                    conn.sendall(kcodec.build_prepare_conf_resp(7))
+                    continue
+                with self.lock:
+                    self.calls += 1
+                    wrong = self.wrong_id_every and self.calls % self.wrong_id_every == 0
+                if typ == kcodec.RPC_HTTP_REQ_CALL:
+                    call_id = kcodec.decode_http_req_call_req(payload).id
+                    reply = kcodec.build_stop(call_id + wrong, 200, [("X-Fake", "1")], b"hello")
+                    conn.sendall(reply)
+                elif typ == kcodec.RPC_HTTP_RESP_CALL:
+                    call_id = kcodec.decode_http_resp_call_req(payload).id
+                    conn.sendall(kcodec.build_extra_info_req(kcodec.INFO_RESP_BODY))
+                    answer = frame()
+                    if answer is None:
+                        return
+                    body = kcodec.decode_extra_info_resp(answer[1]) or b""
+                    new_body = body.replace(b"hello", b"HELLO")
+                    conn.sendall(
+                        kcodec.build_http_resp_call_resp(
+                            call_id + wrong, 200, [("X-A", "b")], new_body
+                        )
+                    )
+                else:
+                    conn.sendall(kcodec.build_err_resp(kcodec.ERR_BAD_REQUEST))
+
+    def close(self) -> None:
+        self.listener.close()
+        os.unlink(self.path)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRunner]:
+    f = FakeRunner()
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def faulty() -> Iterator[FakeRunner]:
+    f = FakeRunner(wrong_id_every=3)
+    yield f
+    f.close()
+
+
+@pytest.mark.parametrize("scenario", ["resp-rewrite", "resp-filter-body"])
+def test_response_scenarios_against_go_like_runner(fake: FakeRunner, scenario: str) -> None:
+    res = lg.drive(_cfg(fake.path, scenario, conns=3), 0.2, 0.8)
+    assert res.errors == 0, (res.counts, res.messages)
+    assert res.calls > 0
+    # every call fetched the body through ExtraInfo (a call in flight when the warm-up
+    # ended may have asked before the counters were reset)
+    assert res.extra >= res.calls - 3
+
+
+def test_wrong_reply_id_is_an_error(faulty: FakeRunner) -> None:
+    res = lg.drive(_cfg(faulty.path, "say", conns=2), 0.2, 0.8)
+    # good and bad replies alternate on every connection, so the fast path (which takes
+    # replies that match a reply already validated) has been armed when wrong ids come
+    assert res.calls > 0
+    assert res.counts["bad_id"] > 0
+    assert res.errors == res.counts["bad_id"]
+    assert any("reply id" in m for m in res.messages)
+
+
+def test_wrong_reply_id_is_an_error_for_responses(faulty: FakeRunner) -> None:
+    res = lg.drive(_cfg(faulty.path, "resp-filter-body", conns=2), 0.2, 0.8)
+    assert res.calls > 0
+    assert res.counts["bad_id"] > 0 and res.errors == res.counts["bad_id"]
+
+
+def test_no_id_check_accepts_any_id(faulty: FakeRunner) -> None:
+    cfg = _cfg(faulty.path, "say", conns=2)
+    cfg.check_id = False
+    res = lg.drive(cfg, 0.2, 0.8)
+    assert res.calls > 0 and res.errors == 0
+
+
+def test_closed_connection_is_an_error_and_reconnects() -> None:
+    path = os.path.join(tempfile.mkdtemp(prefix="a6close-"), "s.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)
+
+    def serve() -> None:  # answers PrepareConf, then closes on the first call
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                if conn.recv(65536):
+                    conn.sendall(kcodec.build_prepare_conf_resp(1))
+                conn.recv(65536)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        res = lg.drive(_cfg(path, "say", conns=1), 0.0, 0.5)
+    finally:
+        listener.close()
+        os.unlink(path)
+    assert res.calls == 0
+    assert res.counts["conn_closed"] > 0 and res.counts["reconnects"] > 0
+    assert res.errors == res.counts["conn_closed"]
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def test_cli_starts_measures_and_stops_the_runner(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--scenario", "noop", "--conns", "2", "--duration", "0.6", "--warmup", "0.2"]
+    argv += ["--json", "--", sys.executable, "-m", "a6runner", "run"]
+    assert lg.main(argv) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["scenario"] == "noop" and rep["errors"] == 0 and rep["calls"] > 0
+    assert rep["runner_alive"] is True and rep["runner_exit"] == 0
+    assert rep["runner_cpu_us_per_call"] is not None and rep["runner_rss_kb"] > 0
+    assert rep["p50_us"] <= rep["p99_us"] <= rep["max_us"] + 0.1
+
+
+def test_cli_text_report_against_socket(
+    fake: FakeRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from a6runner._cli import main as cli_main
+
+    argv = ["bench", "--sock", fake.path, "--scenario", "say", "--conns", "2"]
+    assert cli_main([*argv, "--duration", "0.4", "--warmup", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "RESULT runner=- scenario=say conns=2" in out and " errors=0 " in out
+
+
+def test_cli_needs_a_target(capsys: pytest.CaptureFixture[str]) -> None:
+    assert lg.main(["--scenario", "say"]) == 2
+    assert "either --sock" in capsys.readouterr().err
+
+
+# -- statistics ----------------------------------------------------------------------------------
+
+
+def test_histogram_percentiles_and_merge() -> None:
+    lat = [1_000 * i for i in range(1, 101)]  # 1..100 us
+    hist = lg.histogram(lat)
+    assert lg.percentile_us(hist, 0.5) == pytest.approx(51.05)
+    assert lg.percentile_us(hist, 0.99) == pytest.approx(100.05)
+    slow = lg.histogram([300_000_000])  # 300 ms: the coarse buckets
+    assert lg.percentile_us(slow, 0.5) == pytest.approx(300_050.0)
+    a = lg.DriverResult(calls=100, hist=hist, rps=10.0, lat_max_ns=100_000)
+    b = lg.DriverResult(calls=1, hist=slow, rps=1.0, lat_max_ns=300_000_000)
+    m = lg.merge([a, b])
+    assert m.calls == 101 and m.rps == 11.0 and m.lat_max_ns == 300_000_000
+    assert sum(m.hist.values()) == 101
+    assert lg.DriverResult.from_json(json.loads(json.dumps(m.to_json()))).hist == m.hist
+
+
+def test_scenarios_match_a6load() -> None:
+    # the same plugin names and confs as /work/shared/tools/a6load.c
+    assert {n: (s.plugin, json.loads(s.conf)) for n, s in lg.SCENARIOS.items()} == {
+        "say": ("say", {"body": "hello"}),
+        "rewrite-headers": (
+            "request-body-rewrite",
+            {"new_body": '{"rewritten":true,"by":"a6load"}'},
+        ),
+        "resp-rewrite": ("response-rewrite", {"status": 200, "headers": {"X-A": "b"}, "body": "x"}),
+        "resp-filter-body": (
+            "response-rewrite",
+            {
+                "status": 200,
+                "headers": {"X-A": "b"},
+                "filters": [{"regex": "hello", "scope": "global", "replace": "HELLO"}],
+            },
+        ),
+        "noop": ("a6load-no-such-plugin", {}),
+    }
+    assert len(lg.REQ_ARGS) == 3 and len(lg.REQ_HEADERS) == 13 and len(lg.RESP_HEADERS) == 8
+    assert len(lg.resp_body(4096)) == 4096
