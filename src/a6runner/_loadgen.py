@@ -686,7 +686,10 @@ class Driver:
         by_fd = self.by_fd
         maxevents = len(self.all) + 1
         poll = self.ep.poll
-        read = os.read
+        readv = os.readv
+        rbuf = bytearray(_READ_SIZE)  # every read lands here; only the slow paths copy
+        rbufs = [rbuf]
+        rmv = memoryview(rbuf)
         write = os.write
         clock = time.monotonic_ns
         pack = _PACK_U32
@@ -718,13 +721,13 @@ class Driver:
                         if c.fd < 0:
                             continue
                     try:
-                        data = read(fd, _READ_SIZE)
+                        n = readv(fd, rbufs)
                     except BlockingIOError:
                         continue
                     except OSError as exc:
                         self._closed(c, f"read: {exc}")
                         continue
-                    if len(data) == c.flen and data.startswith(c.expect):
+                    if n == c.flen and rbuf.startswith(c.expect):
                         # the fast path: a good final reply (the template holds this
                         # call's id); send the next call at once, then count this one
                         cid = next_id
@@ -751,6 +754,7 @@ class Driver:
                         if c.expect_id_pos >= 0:
                             pack(c.expect, c.expect_id_pos, cid)
                         continue
+                    data = rmv[:n].tobytes()
                     if not c.rbuf:
                         frame = extra_get(data)
                         if frame is not None:  # an ExtraInfo request seen before
