@@ -464,3 +464,9 @@ def test_a_sleeping_filter_does_not_hold_up_other_connections(runner: RunnerHand
         await fast.close()
 
     asyncio.run(main())
+
+
+def test_a_status_set_to_the_upstream_value_is_still_sent(apisix: Client) -> None:
+    token = apisix.prepare_conf([("resp-mod", {"status": 200})])
+    reply = apisix.http_resp_call(token, status=200, headers=UPSTREAM_HEADERS)
+    assert reply.status == 200 and reply.headers == [] and reply.body is None

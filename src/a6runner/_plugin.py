@@ -374,9 +374,8 @@ class Response(_CallBase):
 
     def build_reply(self) -> bytes:
         """The HTTPRespCall.Resp frame for what the filters did."""
+        # A status a filter set is sent even when it equals the upstream's (0 = unchanged).
         status = self._status if self._status is not None else 0
-        if status == self._decoded.status:
-            status = 0
         h = self._headers
         body = self._new_body
         entries: list[tuple[str, str]] = []
