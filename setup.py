@@ -19,7 +19,6 @@ def native_extensions() -> list[Extension]:
     extensions = [
         Extension(f"a6native.{name}", [f"src/a6native/{name}.pyx"], extra_compile_args=["-O2"])
         for name in NATIVE_MODULES
-        if os.path.exists(f"src/a6native/{name}.pyx")
     ]
     return cythonize(
         extensions,

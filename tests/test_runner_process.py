@@ -192,3 +192,45 @@ def test_run_from_python_with_plugin_classes(tmp_path: Path) -> None:
         _, err = process.communicate(timeout=5)
     assert not path.exists()
     assert b"Traceback" not in err
+
+
+def test_entry_point_plugins_are_discovered(tmp_path: Path) -> None:
+    """A distribution declaring the ``a6runner.plugins`` entry-point group is loaded."""
+    site = tmp_path / "site"
+    dist = site / "greet_plugin-1.2.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: greet-plugin\nVersion: 1.2\n")
+    (dist / "entry_points.txt").write_text("[a6runner.plugins]\ngreet = greet_plugin:Greet\n")
+    (site / "greet_plugin.py").write_text(
+        "from a6runner import Plugin\n\n"
+        "class Greet(Plugin):\n"
+        "    name = 'greet'\n"
+        "    def request_filter(self, conf, req):\n"
+        "        req.respond(200, 'hi')\n"
+    )
+    env = {"PYTHONPATH": str(site)}
+    result = run_cli("plugins", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(None, 1) for line in result.stdout.splitlines())
+    assert lines["greet"] == "entry point greet = greet_plugin:Greet (greet-plugin 1.2)"
+    assert "greet" not in run_cli("plugins", "--no-entry-points", env=env).stdout
+
+    (site / "greet_plugin.py").write_text("raise ImportError('broken on purpose')\n")
+    result = run_cli("plugins", env=env)
+    assert result.returncode == 2
+    assert "greet = greet_plugin:Greet" in result.stderr and "broken on purpose" in result.stderr
+
+
+def test_tokens_of_a_previous_runner_are_not_found_after_a_restart(tmp_path: Path) -> None:
+    """APISIX's 'token refresh after the runner lost it': CONF_TOKEN_NOT_FOUND, then it
+    prepares again and the new token works."""
+    path = str(tmp_path / "r.sock")
+    with spawn_runner(socket_path=path) as first, first.client() as apisix:
+        old = apisix.prepare_conf([("say", {"body": "one"})], key="route")
+        assert apisix.http_req_call(old).body == b"one"
+        first.stop()
+    with spawn_runner(socket_path=path) as second, second.client() as apisix:
+        assert apisix.http_req_call(old).error == "CONF_TOKEN_NOT_FOUND"
+        new = apisix.prepare_conf([("say", {"body": "one"})], key="route")
+        assert apisix.http_req_call(new).body == b"one"
+        second.stop()

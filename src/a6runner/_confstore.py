@@ -104,8 +104,6 @@ class TokenStore(Generic[T]):
     def prepare(self, key: str | None, make: Callable[[], T]) -> tuple[int, float]:
         """The live token of ``key``, or a new token for ``make()``; with its expiry."""
         now = self._clock()
-        if now >= self._next_sweep:
-            self.sweep(now)
         if key is not None:
             found = self.token_for_key(key)
             if found is not None:
@@ -132,6 +130,9 @@ class TokenStore(Generic[T]):
         self._by_key[key] = token
 
     def install(self, token: int, value: T, expires_at: float) -> None:
+        now = self._clock()
+        if now >= self._next_sweep:
+            self.sweep(now)
         self._by_token[token] = (value, expires_at)
 
     def get(self, token: int) -> T | None:
