@@ -25,14 +25,22 @@ class TokenBuckets:
     paying with a delay when the bucket is empty (like golang.org/x/time/rate Reserve,
     which the Go runner's limit-req uses). ``burst`` 0 rejects every caller."""
 
+    SWEEP_EVERY = 60.0  # seconds between sweeps of full (forgettable) buckets
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
+        self._next_sweep = clock() + self.SWEEP_EVERY
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def reserve(self, key: str, rate: float, burst: int) -> float | None:
         if burst <= 0:
             return None
         now = self._clock()
+        if now >= self._next_sweep:
+            self.forget_full(now)
         b = self._buckets.get(key)
         if b is None or b.rate != rate or b.burst != burst:
             b = self._buckets[key] = _Bucket(rate, burst, float(burst), now)
@@ -46,11 +54,20 @@ class TokenBuckets:
         b.tokens -= 1.0
         return 0.0 if b.tokens >= 0 else -b.tokens / b.rate
 
-    def forget_idle(self, idle_for: float) -> None:
-        """Drop buckets that have been full for ``idle_for`` seconds (memory bound)."""
-        now = self._clock()
-        for key in [k for k, b in self._buckets.items() if now - b.last > idle_for]:
-            del self._buckets[key]
+    def forget_full(self, now: float | None = None) -> int:
+        """Drop the buckets that have refilled completely: a new bucket would be in the
+        same state, so memory stays bounded by the buckets in use. Returns how many."""
+        if now is None:
+            now = self._clock()
+        self._next_sweep = now + self.SWEEP_EVERY
+        full = [
+            k
+            for k, b in self._buckets.items()
+            if b.rate > 0 and b.tokens + (now - b.last) * b.rate >= b.burst
+        ]
+        for k in full:
+            del self._buckets[k]
+        return len(full)
 
 
 class LocalServices:
