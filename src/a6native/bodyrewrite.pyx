@@ -21,78 +21,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 
-from a6runner._errors import ConfError
-
-cdef frozenset _NAME_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
-)
-
-
-# -- templates (conf time) -----------------------------------------------------------------
-
-
-cdef tuple _reference_at(str template, Py_ssize_t start):
-    """(group name, end of the reference) for a ``$`` at ``start - 1``, or None when what
-    follows is not a valid reference."""
-    cdef Py_ssize_t length = len(template)
-    cdef bint braced = start < length and template[start] == "{"
-    cdef Py_ssize_t name_start = start + 1 if braced else start
-    cdef Py_ssize_t name_end = name_start
-    while name_end < length and template[name_end] in _NAME_CHARS:
-        name_end += 1
-    if name_end == name_start:
-        return None
-    if not braced:
-        return template[name_start:name_end], name_end
-    if name_end >= length or template[name_end] != "}":
-        return None
-    return template[name_start:name_end], name_end + 1
-
-
-cdef object _group_number(str name, Py_ssize_t group_count, object group_index):
-    """The group ``name`` refers to, or None when there is no such group."""
-    if name.isdigit() and (name == "0" or name[0] != "0"):
-        number = int(name)
-        return number if number <= group_count else None
-    # a number with leading zeros is a name, and no group name starts with a digit
-    return group_index.get(name)
-
-
-cdef list _parse_template(str template, Py_ssize_t group_count, object group_index):
-    """Split a Go-style template into literal bytes and group numbers, adjacent literals
-    merged."""
-    cdef list pieces = []
-    cdef list literal = []
-    cdef Py_ssize_t position = 0
-    cdef Py_ssize_t dollar
-    while True:
-        dollar = template.find("$", position)
-        if dollar < 0:
-            literal.append(template[position:])
-            break
-        literal.append(template[position:dollar])
-        if template.startswith("$", dollar + 1):
-            literal.append("$")
-            position = dollar + 2
-            continue
-        reference = _reference_at(template, dollar + 1)
-        if reference is None:
-            literal.append("$")  # not a reference: the $ is literal text
-            position = dollar + 1
-            continue
-        name, position = reference
-        group = _group_number(name, group_count, group_index)
-        if group is not None:
-            text = "".join(literal)
-            if text:
-                pieces.append(text.encode("utf-8"))
-            literal = []
-            pieces.append(group)
-    text = "".join(literal)
-    if text:
-        pieces.append(text.encode("utf-8"))
-    return pieces
-
+from a6runner._bodyrewrite_py import compile_filters
 
 # -- output buffer -------------------------------------------------------------------------
 
@@ -220,28 +149,11 @@ cdef class _Filter:
         return matched
 
 
-cdef _Filter _compile_filter(Py_ssize_t index, object regex, object scope, object replace):
+cdef _Filter _compile_filter(object pattern, int count, list pieces):
     cdef _Filter compiled = _Filter.__new__(_Filter)
     cdef Py_ssize_t i
-    for field, value in (("regex", regex), ("scope", scope), ("replace", replace)):
-        if not isinstance(value, str):
-            raise ConfError(
-                f"filter {index}: {field} must be a string, not {type(value).__name__}"
-            )
-    if scope == "once":
-        compiled.once = True
-    elif scope == "global":
-        compiled.once = False
-    else:
-        raise ConfError(f"filter {index}: scope must be 'once' or 'global', not {scope!r}")
-    try:
-        compiled.pattern = re.compile(regex.encode("utf-8"))
-    except (re.error, OverflowError, RecursionError, UnicodeEncodeError) as exc:
-        raise ConfError(f"filter {index}: bad regex {regex!r}: {exc}") from None
-    try:
-        pieces = _parse_template(replace, compiled.pattern.groups, compiled.pattern.groupindex)
-    except UnicodeEncodeError as exc:
-        raise ConfError(f"filter {index}: bad replace {replace!r}: {exc}") from None
+    compiled.pattern = pattern
+    compiled.once = count == 1
 
     if all(isinstance(piece, bytes) for piece in pieces):
         # escaped so that re takes every byte literally
@@ -272,14 +184,12 @@ cdef class BodyRewriter:
     cdef list _filters
 
     def __init__(self, filters):
-        cdef list compiled = []
-        for index, entry in enumerate(filters):
-            try:
-                regex, scope, replace = entry
-            except (TypeError, ValueError):
-                raise ConfError(f"filter {index}: expected (regex, scope, replace)") from None
-            compiled.append(_compile_filter(index, regex, scope, replace))
-        self._filters = compiled
+        # Checking the filters and parsing the templates happen once, at conf time: that
+        # code is shared with the pure twin; only the per-body work here is compiled.
+        self._filters = [
+            _compile_filter(pattern, count, pieces)
+            for pattern, count, pieces in compile_filters(filters)
+        ]
 
     def __len__(self):
         return len(self._filters)

@@ -111,6 +111,20 @@ def compile_filter(
     return pattern, count, pieces
 
 
+def compile_filters(
+    filters: Sequence[tuple[str, str, str]],
+) -> list[tuple[re.Pattern[bytes], int, list[Piece]]]:
+    """Check and compile every filter, in order (shared by both twins: conf time only)."""
+    compiled = []
+    for index, entry in enumerate(filters):
+        try:
+            regex, scope, replace = entry
+        except (TypeError, ValueError):
+            raise ConfError(f"filter {index}: expected (regex, scope, replace)") from None
+        compiled.append(compile_filter(index, regex, scope, replace))
+    return compiled
+
+
 def _as_re_replacement(pieces: list[Piece]) -> bytes:
     """The pieces in ``re``'s own replacement syntax (a plain literal when no group)."""
     return b"".join(
@@ -125,15 +139,10 @@ class BodyRewriter:
     __slots__ = ("_filters",)
 
     def __init__(self, filters: Sequence[tuple[str, str, str]]) -> None:
-        compiled: list[tuple[re.Pattern[bytes], bytes, int]] = []
-        for index, entry in enumerate(filters):
-            try:
-                regex, scope, replace = entry
-            except (TypeError, ValueError):
-                raise ConfError(f"filter {index}: expected (regex, scope, replace)") from None
-            pattern, count, pieces = compile_filter(index, regex, scope, replace)
-            compiled.append((pattern, _as_re_replacement(pieces), count))
-        self._filters = compiled
+        self._filters = [
+            (pattern, _as_re_replacement(pieces), count)
+            for pattern, count, pieces in compile_filters(filters)
+        ]
 
     def __len__(self) -> int:
         return len(self._filters)
