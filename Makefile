@@ -23,9 +23,12 @@ install: $(VENV)/.installed
 run: install
 	APISIX_LISTEN_ADDRESS=$${APISIX_LISTEN_ADDRESS:-$(LISTEN)} $(BIN)/a6-runner run
 
+# The suite twice (compiled kernels, then A6_NO_EXTENSIONS=1), and every microbenchmark
+# once as a plain test (--benchmark-disable: no timing, just that each still runs).
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	A6_NO_EXTENSIONS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest bench --benchmark-disable -q -p no:cacheprovider
 
 test-native: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -10,7 +10,6 @@ native and python medians and the speedup.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections import defaultdict
 from types import ModuleType
@@ -18,13 +17,10 @@ from typing import Any
 
 import pytest
 
+from a6runner._kernels import load_twin
+
 NO_EXTENSIONS = os.environ.get("A6_NO_EXTENSIONS", "") not in ("", "0")
 
-KERNELS = {
-    "codec": ("a6runner._codec_py", "a6native.codec"),
-    "headers": ("a6runner._headers_py", "a6native.headers"),
-    "bodyrewrite": ("a6runner._bodyrewrite_py", "a6native.bodyrewrite"),
-}
 IMPLEMENTATIONS = ("native", "python")
 IMPL_PARAMS = [
     pytest.param("python", id="python"),
@@ -36,14 +32,36 @@ IMPL_PARAMS = [
 ]
 
 
-def load_impl(family: str, impl: str) -> ModuleType:
-    pure, native = KERNELS[family]
-    return importlib.import_module(native if impl == "native" else pure)
+# What APISIX sends: lower-cased names, one entry per value.
+REQUEST_HEADERS = [
+    ("host", "api.example.com"),
+    ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
+    ("accept", "application/json, text/plain, */*"),
+    ("accept-encoding", "gzip, deflate, br"),
+    ("accept-language", "en-US,en;q=0.9"),
+    ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx"),
+    ("content-type", "application/json"),
+    ("content-length", "348"),
+    ("cookie", "session=4f2a9c; theme=dark"),
+    ("x-forwarded-for", "203.0.113.7"),
+    ("x-forwarded-for", "10.0.0.12"),
+    ("x-request-id", "7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+]
 
 
 @pytest.fixture(params=IMPL_PARAMS)
 def codec_impl(request: pytest.FixtureRequest) -> ModuleType:
-    return load_impl("codec", request.param)
+    return load_twin("codec", request.param)
+
+
+@pytest.fixture(params=IMPL_PARAMS)
+def headers_impl(request: pytest.FixtureRequest) -> ModuleType:
+    return load_twin("headers", request.param)
+
+
+@pytest.fixture(params=IMPL_PARAMS)
+def bodyrewrite_impl(request: pytest.FixtureRequest) -> ModuleType:
+    return load_twin("bodyrewrite", request.param)
 
 
 def _implementation_of(bench: Any) -> str | None:

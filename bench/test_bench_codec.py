@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import REQUEST_HEADERS
 
 from a6runner import _codec_py as reference
 
@@ -19,21 +20,6 @@ from a6runner import _codec_py as reference
 # from moving the medians between runs.
 STEADY: dict[str, Any] = {"min_time": 0.0002, "warmup": True}
 
-# What APISIX sends: lower-cased names, one entry per value.
-REQUEST_HEADERS = [
-    ("host", "api.example.com"),
-    ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
-    ("accept", "application/json, text/plain, */*"),
-    ("accept-encoding", "gzip, deflate, br"),
-    ("accept-language", "en-US,en;q=0.9"),
-    ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx"),
-    ("content-type", "application/json"),
-    ("content-length", "348"),
-    ("cookie", "session=4f2a9c; theme=dark"),
-    ("x-forwarded-for", "203.0.113.7"),
-    ("x-forwarded-for", "10.0.0.12"),
-    ("x-request-id", "7c9e6679-7425-40de-944b-e07fc1f90ae7"),
-]
 REQUEST_ARGS = [("page", "2"), ("q", "gateway plugins"), ("verbose", None)]
 REQUEST_PATH = "/api/v1/users/42/orders"
 

@@ -6,62 +6,14 @@ Each workload runs once per implementation under the same ``group``, so the rows
 
 from __future__ import annotations
 
-import importlib
-import os
 import random
 from types import ModuleType
 from typing import Any
 
 import pytest
-
-NO_EXTENSIONS = os.environ.get("A6_NO_EXTENSIONS", "") not in ("", "0")
-
-IMPLEMENTATIONS = {
-    "headers": ("a6runner._headers_py", "a6native.headers"),
-    "bodyrewrite": ("a6runner._bodyrewrite_py", "a6native.bodyrewrite"),
-}
-IMPL_PARAMS = [
-    pytest.param("python", id="python"),
-    pytest.param(
-        "native",
-        id="native",
-        marks=pytest.mark.skipif(NO_EXTENSIONS, reason="A6_NO_EXTENSIONS is set"),
-    ),
-]
-
-
-def _load(family: str, impl: str) -> ModuleType:
-    pure, native = IMPLEMENTATIONS[family]
-    return importlib.import_module(native if impl == "native" else pure)
-
-
-@pytest.fixture(params=IMPL_PARAMS)
-def headers_impl(request: pytest.FixtureRequest) -> ModuleType:
-    return _load("headers", request.param)
-
-
-@pytest.fixture(params=IMPL_PARAMS)
-def bodyrewrite_impl(request: pytest.FixtureRequest) -> ModuleType:
-    return _load("bodyrewrite", request.param)
-
+from conftest import REQUEST_HEADERS
 
 # -- header mutation -----------------------------------------------------------------------
-
-# What APISIX sends: lower-cased names, one entry per value.
-REQUEST_HEADERS = [
-    ("host", "api.example.com"),
-    ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
-    ("accept", "application/json, text/plain, */*"),
-    ("accept-encoding", "gzip, deflate, br"),
-    ("accept-language", "en-US,en;q=0.9"),
-    ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx"),
-    ("content-type", "application/json"),
-    ("content-length", "348"),
-    ("cookie", "session=4f2a9c; theme=dark"),
-    ("x-forwarded-for", "203.0.113.7"),
-    ("x-forwarded-for", "10.0.0.12"),
-    ("x-request-id", "7c9e6679-7425-40de-944b-e07fc1f90ae7"),
-]
 
 
 def mutate_headers(module: ModuleType) -> Any:

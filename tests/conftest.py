@@ -9,12 +9,13 @@ see test_kernels.py).
 
 from __future__ import annotations
 
-import importlib
 import os
 from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from a6runner._kernels import load_twin
 
 NO_EXTENSIONS = os.environ.get("A6_NO_EXTENSIONS", "") not in ("", "0")
 
@@ -26,12 +27,6 @@ settings.register_profile(
 )
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
-_KERNELS = {
-    "codec": ("a6runner._codec_py", "a6native.codec"),
-    "headers": ("a6runner._headers_py", "a6native.headers"),
-    "bodyrewrite": ("a6runner._bodyrewrite_py", "a6native.bodyrewrite"),
-}
 
 IMPL_PARAMS = [
     pytest.param("python", id="python"),
@@ -47,8 +42,7 @@ IMPL_PARAMS = [
 
 
 def load_kernel(family: str, impl: str) -> ModuleType:
-    pure, native = _KERNELS[family]
-    return importlib.import_module(native if impl == "native" else pure)
+    return load_twin(family, "native" if impl == "native" else "python")
 
 
 @pytest.fixture(params=IMPL_PARAMS)

@@ -8,10 +8,19 @@ did not load). Everything else in a6runner imports the kernels from here, never 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
+from types import ModuleType
 from typing import TYPE_CHECKING, Literal
+
+# Each kernel family: (pure-Python twin, compiled module).
+TWINS = {
+    "codec": ("a6runner._codec_py", "a6native.codec"),
+    "headers": ("a6runner._headers_py", "a6native.headers"),
+    "bodyrewrite": ("a6runner._bodyrewrite_py", "a6native.bodyrewrite"),
+}
 
 _force_pure = os.environ.get("A6_NO_EXTENSIONS", "") not in ("", "0")
 _native_error: ImportError | None = None
@@ -42,9 +51,24 @@ if _native_error is not None:
     )
 
 
+def load_twin(family: str, impl: Literal["native", "python"]) -> ModuleType:
+    """One implementation of a kernel family, whatever this process selected (tests and
+    benchmarks compare the two)."""
+    pure, native = TWINS[family]
+    return importlib.import_module(native if impl == "native" else pure)
+
+
 def implementation() -> Literal["native", "python"]:
     """Which kernel implementation this process uses: ``"native"`` or ``"python"``."""
     return IMPLEMENTATION
 
 
-__all__ = ["IMPLEMENTATION", "bodyrewrite", "codec", "headers", "implementation"]
+__all__ = [
+    "IMPLEMENTATION",
+    "TWINS",
+    "bodyrewrite",
+    "codec",
+    "headers",
+    "implementation",
+    "load_twin",
+]
