@@ -35,19 +35,9 @@ def runner() -> Iterator[RunnerProcess]:
         handle.stop()
 
 
-def _status_zero_only(res: lg.DriverResult) -> bool:
-    return res.errors == res.counts["bad_payload"] and all(
-        "status 0" in m for m in res.messages if "HTTPRespCall" in m
-    )
-
-
 @pytest.mark.parametrize("scenario", sorted(lg.SCENARIOS))
 def test_scenario_against_runner(runner: RunnerProcess, scenario: str) -> None:
     res = lg.drive(_cfg(runner.socket_path, scenario), warmup_s=0.2, duration_s=0.8)
-    if res.errors and scenario.startswith("resp-") and _status_zero_only(res):
-        # a6load (and so this driver) wants status 200 in the reply, as the Go runner
-        # sends it; PROTOCOL.md allows 0 = unchanged, which this runner sends
-        pytest.xfail("runner answers HTTPRespCall status 0 (unchanged); a6load expects 200")
     assert res.errors == 0, (res.counts, res.messages)
     assert res.calls > 0
     assert sum(res.hist.values()) == res.calls

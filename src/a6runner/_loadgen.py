@@ -23,9 +23,13 @@ it with SIGTERM.
 
 The hot loop is kept lean so that the driver is not what is measured: the call frame is
 built once per connection and only its 4 id bytes are patched; raw non-blocking sockets
-on one level-triggered ``select.epoll``; a reply is read whole (its length comes from the
-frame header) and checked by reading the handful of FlatBuffers offsets that lead to the
-checked fields, without decoding the rest; ExtraInfo answers are pre-built frames.
+on one level-triggered ``select.epoll``, every read into one preallocated buffer. The
+first reply on a connection is checked by following the few FlatBuffers offsets that lead
+to the checked fields (nothing else is decoded); it then becomes the connection's reply
+template: its bytes up to the last one any check depends on, with the id bytes kept equal
+to the id of the call in flight. A later read of the same length that starts with the
+template is a good reply (one length test and one memcmp); anything else takes the full
+check. ExtraInfo answers are pre-built frames, looked up by the request's bytes.
 ``--procs P`` splits the connections over P driver processes and merges their results.
 """
 
