@@ -184,12 +184,14 @@ class RespSetHeader(Plugin):
 
 
 class Marker(Plugin):
-    """Adds a request header naming itself: shows which filters ran, in order."""
+    """Adds a request header naming itself: shows which filters ran, in order. Returns a
+    value, as a careless filter might: the runner ignores what is not awaitable."""
 
     name = "marker"
 
-    def request_filter(self, conf: Any, req: Request) -> None:
+    def request_filter(self, conf: Any, req: Request) -> Any:  # type: ignore[override]
         req.headers.add("x-ran", conf["mark"])
+        return True
 
 
 class WhichProcess(Plugin):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import os
 import socket
@@ -205,7 +206,8 @@ class Connection(asyncio.Protocol):
         try:
             for i, (filt, conf) in enumerate(filters):
                 pending = filt(conf, call)
-                if pending is not None:
+                # a filter's return value matters only when it is awaitable
+                if pending is not None and inspect.isawaitable(pending):
                     return self._finish_call(call, filters, i, pending)
                 if call.ends_chain:
                     break
@@ -227,7 +229,7 @@ class Connection(asyncio.Protocol):
             if not call.ends_chain:
                 for filt, conf in filters[index + 1 :]:
                     result = filt(conf, call)
-                    if result is not None:
+                    if result is not None and inspect.isawaitable(result):
                         await result
                     if call.ends_chain:
                         break
