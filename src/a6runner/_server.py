@@ -258,7 +258,7 @@ class Connection(asyncio.Protocol):
         return ERR_SERVICE_UNAVAILABLE
 
     def _run_task(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        task = self._server._loop.create_task(coro)
         self._task = task
         task.add_done_callback(self._task_done)
 
@@ -284,7 +284,8 @@ class Connection(asyncio.Protocol):
                 "ExtraInfo is only available while a call is in flight "
                 "(await it from an async filter)"
             )
-        fut: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        # the server's loop, not asyncio.get_running_loop(): that one calls getpid() each time
+        fut: asyncio.Future[bytes | None] = self._server._loop.create_future()
         self._info_waiters.append(fut)
         self._write(codec.build_extra_info_req(info_type, name))
         return fut
@@ -332,6 +333,8 @@ def bind_unix_socket(path: str, mode: int) -> socket.socket:
 class Server:
     """Serves APISIX connections on a listening unix socket, in the running event loop."""
 
+    _loop: asyncio.AbstractEventLoop  # set by start()
+
     def __init__(
         self,
         sock: socket.socket,
@@ -342,14 +345,32 @@ class Server:
         self.confs = confs
         self.services = services
         self.connections: set[Connection] = set()
-        self._server: asyncio.AbstractServer | None = None
+        self._accepting = False
+        self._accepts: set[asyncio.Task[Any]] = set()
         self._idle: asyncio.Event | None = None
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(
-            lambda: Connection(self), sock=self.sock, backlog=LISTEN_BACKLOG
+        # Our own accept, one connection per readiness event: the event loop's server
+        # would drain the backlog at once, and with --workers N on one socket a burst of
+        # connects would then land on whichever worker woke first.
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.sock.fileno(), self._accept)
+        self._accepting = True
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # another worker took it
+        except OSError as exc:  # e.g. EMFILE: keep serving the connections we have
+            log.error("accept failed: %s", exc)
+            return
+        conn.setblocking(False)
+        task = self._loop.create_task(
+            self._loop.connect_accepted_socket(lambda: Connection(self), conn)
         )
+        self._accepts.add(task)
+        task.add_done_callback(self._accepts.discard)
 
     def call_finished(self) -> None:
         if self._idle is not None and not any(c.busy for c in self.connections):
@@ -360,8 +381,9 @@ class Server:
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let calls in flight finish (up to ``grace`` seconds), close."""
-        if self._server is not None:
-            self._server.close()
+        if self._accepting:
+            self._loop.remove_reader(self.sock.fileno())
+            self._accepting = False
         # Frames already in the socket buffers are calls in flight too: let them be read.
         await asyncio.sleep(0.05)
         self._idle = asyncio.Event()
