@@ -28,7 +28,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-A6MEASURE = os.environ.get("A6MEASURE", "/work/shared/tools/a6measure")
+# the shared tools sit beside the repository (../shared/tools), in development and in CI
+A6MEASURE = os.environ.get("A6MEASURE", str(ROOT.parent / "shared" / "tools" / "a6measure"))
 RUNNER = str(ROOT / ".venv" / "bin" / "a6-runner")
 SCENARIOS = ("say", "rewrite-headers", "resp-rewrite", "resp-filter-body", "noop")
 RUNNERS: dict[str, list[str] | None] = {
