@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any, Protocol, cast
 
 from ._confstore import ConfStore, Filters, PreparedConf, RawConf
@@ -101,9 +101,9 @@ class Connection(asyncio.Protocol):
 
     def _dispatch(self, frame_type: int, payload: bytes) -> None:
         if frame_type == codec.RPC_HTTP_REQ_CALL:
-            self._http_req_call(payload)
+            self._http_call(payload, codec.decode_http_req_call_req, Request)
         elif frame_type == codec.RPC_HTTP_RESP_CALL:
-            self._http_resp_call(payload)
+            self._http_call(payload, codec.decode_http_resp_call_req, Response)
         elif frame_type == codec.RPC_PREPARE_CONF:
             self._prepare_conf(payload)
         else:
@@ -140,41 +140,31 @@ class Connection(asyncio.Protocol):
             log.exception("PrepareConf failed")
             self._write(ERR_SERVICE_UNAVAILABLE)
 
-    def _http_req_call(self, payload: bytes) -> None:
-        try:
-            decoded = codec.decode_http_req_call_req(payload)
-        except DecodeError as exc:
-            log.warning("undecodable HTTPReqCall: %s", exc)
-            self._write(ERR_BAD_REQUEST)
-            return
-        self._lookup_and_run(decoded, decoded.conf_token, Request, True)
-
-    def _http_resp_call(self, payload: bytes) -> None:
-        try:
-            decoded = codec.decode_http_resp_call_req(payload)
-        except DecodeError as exc:
-            log.warning("undecodable HTTPRespCall: %s", exc)
-            self._write(ERR_BAD_REQUEST)
-            return
-        self._lookup_and_run(decoded, decoded.conf_token, Response, False)
-
-    def _lookup_and_run(
-        self, decoded: Any, token: int, call_type: type[Request | Response], is_request: bool
+    def _http_call(
+        self,
+        payload: bytes,
+        decode: Callable[[bytes], Any],
+        call_type: type[Request | Response],
     ) -> None:
-        prepared = self._confs.lookup(token)
+        try:
+            decoded = decode(payload)
+        except DecodeError as exc:
+            log.warning("undecodable %s call: %s", call_type.__name__, exc)
+            self._write(ERR_BAD_REQUEST)
+            return
+        prepared = self._confs.lookup(decoded.conf_token)
         if prepared is None or isinstance(prepared, PreparedConf):
-            rest = self._start_call(decoded, prepared, call_type, is_request)
+            rest = self._start_call(decoded, prepared, call_type)
             if rest is not None:
                 self._run_task(rest)
         else:  # the token lives in the supervisor: finish in a task
-            self._run_task(self._lookup_then_run(prepared, decoded, call_type, is_request))
+            self._run_task(self._lookup_then_run(prepared, decoded, call_type))
 
     async def _lookup_then_run(
         self,
         pending: Awaitable[PreparedConf | None],
         decoded: Any,
         call_type: type[Request | Response],
-        is_request: bool,
     ) -> None:
         try:
             prepared = await pending
@@ -184,7 +174,7 @@ class Connection(asyncio.Protocol):
             log.exception("conf token lookup failed")
             self._write(ERR_SERVICE_UNAVAILABLE)
             return
-        rest = self._start_call(decoded, prepared, call_type, is_request)
+        rest = self._start_call(decoded, prepared, call_type)
         if rest is not None:
             await rest
 
@@ -193,7 +183,6 @@ class Connection(asyncio.Protocol):
         decoded: Any,
         prepared: PreparedConf | None,
         call_type: type[Request | Response],
-        is_request: bool,
     ) -> Coroutine[Any, Any, None] | None:
         """Run the filters inline and answer; if a filter returns an awaitable, return a
         coroutine that finishes the call (the caller runs it as the connection's task)."""
@@ -202,7 +191,7 @@ class Connection(asyncio.Protocol):
             self._write(ERR_CONF_TOKEN_NOT_FOUND)
             return None
         call = call_type(decoded, self, self._services)
-        filters = prepared.request_filters if is_request else prepared.response_filters
+        filters = prepared.request_filters if call_type is Request else prepared.response_filters
         try:
             for i, (filt, conf) in enumerate(filters):
                 pending = filt(conf, call)
