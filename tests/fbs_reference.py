@@ -15,14 +15,12 @@
 from __future__ import annotations
 
 import struct
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import flatbuffers
 from flatbuffers.table import Table
 
-import a6runner._fbs
 from a6runner._fbs import (
     ErrResp,
     ExtraInfoReq,
@@ -38,10 +36,6 @@ from a6runner._fbs import (
     TextEntry,
     Var,
 )
-
-# flatc's Python output imports nested tables as "A6.TextEntry"; point that at our package.
-sys.modules.setdefault("A6", a6runner._fbs)
-sys.modules.setdefault("A6.TextEntry", TextEntry)
 
 RawEntry = tuple["str | bytes | None", "str | bytes | None"]
 Entry = tuple[str, "str | None"]

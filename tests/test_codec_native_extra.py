@@ -8,10 +8,7 @@ truncated and bit-flipped buffers, and the frame splitter under arbitrary chunki
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import struct
-import sys
 from collections.abc import Callable
 from types import ModuleType
 
@@ -20,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import a6runner._fbs as fbs
 from a6runner._errors import DecodeError, FrameTooLarge
 from a6runner._fbs import HTTPReqCallReq as ReqTable
 from a6runner._fbs import HTTPRespCallReq as RespReqTable
@@ -39,18 +35,6 @@ from a6runner._fbs.Var import Var
 HEADERS = [(f"x-header-{i}", f"value {i}") for i in range(12)]
 ARGS = [("page", "1"), ("q", "caf\u00e9"), ("flag", None)]
 ODD_TEXT = "\udcff\udc80 caf\u00e9 \u2603"  # surrogate-escaped bytes and non-ASCII
-
-
-@pytest.fixture
-def generated(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The generated readers import nested tables as ``A6.<Table>``: make that resolvable."""
-    monkeypatch.setitem(sys.modules, "A6", fbs)
-    for module in pkgutil.iter_modules(fbs.__path__):
-        monkeypatch.setitem(
-            sys.modules,
-            f"A6.{module.name}",
-            importlib.import_module(f"{fbs.__name__}.{module.name}"),
-        )
 
 
 def payload_of(frame: bytes, frame_type: int) -> bytes:
@@ -82,7 +66,6 @@ def encoded(entries: list[tuple[str, str | bytes | None]]) -> list[tuple[bytes, 
 # --- builders, read back by the generated code --------------------------------------
 
 
-@pytest.mark.usefixtures("generated")
 class TestBuildersDecodeWithGeneratedCode:
     def test_stop(self, codec: ModuleType) -> None:
         headers = [("content-type", "text/plain"), ("x-odd", ODD_TEXT), ("x-gone", None)]
