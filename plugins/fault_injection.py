@@ -30,9 +30,7 @@ class FaultInjection(Plugin):
     name = "fault-injection"
 
     def parse_conf(self, raw: bytes) -> FaultInjectionConf:
-        conf = super().parse_conf(raw)
-        if not isinstance(conf, dict):
-            raise ConfError("conf must be a JSON object")
+        conf = self.parse_json_object(raw)
         status = conf.get("http_status")
         if not _is_int(status) or not 200 <= status <= 999:
             raise ConfError(f"http_status must be an integer in 200..999, not {status!r}")

@@ -45,9 +45,7 @@ class IPRestriction(Plugin):
     name = "ip-restriction"
 
     def parse_conf(self, raw: bytes) -> IPRestrictionConf:
-        conf = super().parse_conf(raw)
-        if not isinstance(conf, dict):
-            raise ConfError("conf must be a JSON object")
+        conf = self.parse_json_object(raw)
         if ("whitelist" in conf) == ("blacklist" in conf):
             raise ConfError("give exactly one of whitelist and blacklist")
         field = "whitelist" if "whitelist" in conf else "blacklist"

@@ -28,9 +28,7 @@ class LimitReq(Plugin):
     name = "limit-req"
 
     def parse_conf(self, raw: bytes) -> LimitReqConf:
-        conf = super().parse_conf(raw)
-        if not isinstance(conf, dict):
-            raise ConfError("conf must be a JSON object")
+        conf = self.parse_json_object(raw)
         rate = conf.get("rate", 0)
         if (
             isinstance(rate, bool)

@@ -81,9 +81,7 @@ class ProxyRewrite(Plugin):
     name = "proxy-rewrite"
 
     def parse_conf(self, raw: bytes) -> ProxyRewriteConf:
-        conf = super().parse_conf(raw)
-        if not isinstance(conf, dict):
-            raise ConfError("conf must be a JSON object")
+        conf = self.parse_json_object(raw)
         uri = _optional_str(conf, "uri")
         if uri is not None and (not uri.startswith("/") or "?" in uri):
             raise ConfError(f"uri must be a path starting with / and without a query, not {uri!r}")

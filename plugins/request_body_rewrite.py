@@ -21,9 +21,7 @@ class RequestBodyRewrite(Plugin):
     name = "request-body-rewrite"
 
     def parse_conf(self, raw: bytes) -> RequestBodyRewriteConf:
-        conf = super().parse_conf(raw)
-        if not isinstance(conf, dict):
-            raise ConfError("conf must be a JSON object")
+        conf = self.parse_json_object(raw)
         new_body = conf.get("new_body", "")
         if not isinstance(new_body, str):
             raise ConfError(f"new_body must be a string, not {new_body!r}")

@@ -44,9 +44,7 @@ class RequestId(Plugin):
     name = "request-id"
 
     def parse_conf(self, raw: bytes) -> RequestIdConf:
-        conf = super().parse_conf(raw)
-        if not isinstance(conf, dict):
-            raise ConfError("conf must be a JSON object")
+        conf = self.parse_json_object(raw)
         header_name = conf.get("header_name", "X-Request-Id")
         if not isinstance(header_name, str) or not _HEADER_NAME.fullmatch(header_name):
             raise ConfError(f"header_name must be a valid header name, not {header_name!r}")

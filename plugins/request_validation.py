@@ -58,9 +58,7 @@ class RequestValidation(Plugin):
     name = "request-validation"
 
     def parse_conf(self, raw: bytes) -> RequestValidationConf:
-        conf = super().parse_conf(raw)
-        if not isinstance(conf, dict):
-            raise ConfError("conf must be a JSON object")
+        conf = self.parse_json_object(raw)
         types = _string_list(conf, "allowed_content_types")
         for t in types:
             if _media_type(t).count("/") != 1 or _media_type(t) != t.strip().lower():

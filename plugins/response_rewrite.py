@@ -47,9 +47,7 @@ class ResponseRewrite(Plugin):
     name = "response-rewrite"
 
     def parse_conf(self, raw: bytes) -> ResponseRewriteConf:
-        conf = super().parse_conf(raw)
-        if not isinstance(conf, dict):
-            raise ConfError("conf must be a JSON object")
+        conf = self.parse_json_object(raw)
         status = conf.get("status", 0)
         if (
             isinstance(status, bool)

@@ -21,9 +21,7 @@ class Say(Plugin):
     name = "say"
 
     def parse_conf(self, raw: bytes) -> SayConf:
-        conf = super().parse_conf(raw)  # JSON -> dict ({} for an empty conf)
-        if not isinstance(conf, dict):
-            raise ConfError("conf must be a JSON object")
+        conf = self.parse_json_object(raw)
         body = conf.get("body", "")
         if not isinstance(body, str):
             raise ConfError(f"body must be a string, not {body!r}")

@@ -49,6 +49,14 @@ class Plugin:
         except ValueError as exc:
             raise ConfError(f"conf is not valid JSON: {exc}") from None
 
+    def parse_json_object(self, raw: bytes) -> dict[str, Any]:
+        """The conf as a JSON object (``{}`` for an empty conf); ConfError for invalid JSON
+        or any other JSON value. Most ``parse_conf`` overrides start here."""
+        conf = Plugin.parse_conf(self, raw)
+        if not isinstance(conf, dict):
+            raise ConfError("conf must be a JSON object")
+        return conf
+
     def request_filter(self, conf: Any, req: Request) -> Awaitable[None] | None:
         """Called for HTTPReqCall (ext-plugin-pre-req / post-req routes)."""
         return None
