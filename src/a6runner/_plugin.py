@@ -312,9 +312,9 @@ class ResponseWriter:
 
 # Hop-by-hop and framing headers never forwarded in an HTTPRespCall reply: APISIX frames
 # the (possibly new) body itself.
-_DROP_ALWAYS = frozenset({"content-length", "transfer-encoding", "connection"})
+_DROP_ALWAYS = ("content-length", "transfer-encoding", "connection")
 # Representation validators that a new body invalidates.
-_DROP_ON_NEW_BODY = frozenset({"etag", "content-md5"})
+_DROP_ON_NEW_BODY = (*_DROP_ALWAYS, "etag", "content-md5")
 
 
 class Response(_CallBase):
@@ -389,6 +389,9 @@ class Response(_CallBase):
         entries: list[tuple[str, str]] = []
         if body is not None or (h is not None and h.changed):
             # APISIX replaces the upstream headers with exactly what we send: send them all.
-            drop = _DROP_ALWAYS | _DROP_ON_NEW_BODY if body is not None else _DROP_ALWAYS
-            entries = [e for e in self.headers.items() if e[0].lower() not in drop]
+            # The filters are done: dropping from the map itself uses its folded names.
+            resulting = self.headers
+            for name in _DROP_ON_NEW_BODY if body is not None else _DROP_ALWAYS:
+                resulting.delete(name)
+            entries = resulting.items()
         return codec.build_http_resp_call_resp(self.id, status, entries, body)
