@@ -117,6 +117,33 @@ def test_matches_are_those_of_finditer(
     assert rewrite(bodyrewrite_mod, filters, body) == _reference_rewrite(pattern, once, body, whole)
 
 
+@pytest.mark.parametrize(
+    ("regex", "replace", "body"),
+    [
+        ("aa", "b", b"aaaaa"),  # non-overlapping, leftmost: both engines give "bba"
+        ("hello", "HELLO", b'{"msg":"hello world"},\n' * 100),
+        ("caf\u00e9", "tea", "un caf\u00e9, deux caf\u00e9s".encode()),
+        ("x", "\\1 $$ \\g<0>", b"axbxc"),  # backslashes and $$ are literal text here
+        ("x", "", b"xxx"),
+        ("abc", "z", b"ab"),
+    ],
+    ids=["overlap", "json", "utf8", "backslashes", "delete", "no-match"],
+)
+@pytest.mark.parametrize("scope", ["once", "global"])
+def test_plain_literal_filters_match_like_re(
+    bodyrewrite_mod: ModuleType, regex: str, replace: str, body: bytes, scope: str
+) -> None:
+    """A plain-literal pattern with a group-free template takes a bytes.replace shortcut
+    in both twins: it must find exactly what re finds."""
+    literal = replace.replace("$$", "$").encode()
+    count = 1 if scope == "once" else 0
+    expected, matches = re.subn(
+        re.escape(regex.encode()), literal.replace(b"\\", b"\\\\"), body, count=count
+    )
+    got = bodyrewrite_mod.BodyRewriter([(regex, scope, replace)]).rewrite(body)
+    assert got == (expected if matches else None)
+
+
 def test_filters_apply_in_order_to_the_previous_output(bodyrewrite_mod: ModuleType) -> None:
     filters = [("a", "global", "b"), ("bb", "once", "c")]
     assert rewrite(bodyrewrite_mod, filters, b"ab") == b"c"

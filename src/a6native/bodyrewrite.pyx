@@ -63,6 +63,8 @@ cdef class _Filter:
     cdef bint once
     # the replacement as a plain literal for re.subn, or None when it references groups
     cdef object literal
+    # a plain-literal pattern (see CompiledFilter.needle): bytes.replace with ``literal``
+    cdef object needle
     # pieces: group number per piece (-1 = the literal in ``literals`` at that index)
     cdef list literals
     cdef int* groups
@@ -149,15 +151,20 @@ cdef class _Filter:
         return matched
 
 
-cdef _Filter _compile_filter(object pattern, int count, list pieces):
+cdef _Filter _compile_filter(object f):
+    """From the shared conf-time CompiledFilter to what the per-body loop needs."""
     cdef _Filter compiled = _Filter.__new__(_Filter)
     cdef Py_ssize_t i
-    compiled.pattern = pattern
-    compiled.once = count == 1
-
-    if all(isinstance(piece, bytes) for piece in pieces):
+    cdef list pieces = f.pieces
+    compiled.pattern = f.pattern
+    compiled.once = f.re_count == 1
+    compiled.needle = f.needle
+    if f.needle is not None:  # bytes.replace takes the replacement as is
+        compiled.literal = f.plain_replacement
+        return compiled
+    if f.plain_replacement is not None:
         # escaped so that re takes every byte literally
-        compiled.literal = b"".join(pieces).replace(b"\\", b"\\\\")
+        compiled.literal = f.plain_replacement.replace(b"\\", b"\\\\")
         return compiled
     compiled.literal = None
     compiled.group_count = compiled.pattern.groups
@@ -186,10 +193,7 @@ cdef class BodyRewriter:
     def __init__(self, filters):
         # Checking the filters and parsing the templates happen once, at conf time: that
         # code is shared with the pure twin; only the per-body work here is compiled.
-        self._filters = [
-            _compile_filter(pattern, count, pieces)
-            for pattern, count, pieces in compile_filters(filters)
-        ]
+        self._filters = [_compile_filter(f) for f in compile_filters(filters)]
 
     def __len__(self):
         return len(self._filters)
@@ -201,7 +205,11 @@ cdef class BodyRewriter:
         if type(body) is not bytes:
             body = bytes(memoryview(body))
         for current in self._filters:
-            if current.literal is not None:
+            if current.needle is not None:
+                if current.needle not in body:
+                    continue
+                rewritten = body.replace(current.needle, current.literal, 1 if current.once else -1)
+            elif current.literal is not None:
                 rewritten, count = current.pattern.subn(
                     current.literal, body, 1 if current.once else 0
                 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from ._errors import ConfError
 
@@ -87,10 +88,20 @@ def _require_str(index: int, field: str, value: object) -> str:
     return value
 
 
-def compile_filter(
-    index: int, regex: object, scope: object, replace: object
-) -> tuple[re.Pattern[bytes], int, list[Piece]]:
-    """Check and compile one filter: (pattern, count for re: 1 once / 0 global, pieces)."""
+class CompiledFilter(NamedTuple):
+    pattern: re.Pattern[bytes]
+    re_count: int  # 1 = once, 0 = global
+    pieces: list[Piece]
+    # The template as plain bytes when it references no group.
+    plain_replacement: bytes | None
+    # The pattern's bytes when it is a plain literal (no character re treats specially)
+    # and so is the template: bytes.replace then finds the very same non-overlapping
+    # leftmost matches as re, several times faster.
+    needle: bytes | None
+
+
+def compile_filter(index: int, regex: object, scope: object, replace: object) -> CompiledFilter:
+    """Check and compile one filter."""
     regex = _require_str(index, "regex", regex)
     scope = _require_str(index, "scope", scope)
     replace = _require_str(index, "replace", replace)
@@ -108,12 +119,17 @@ def compile_filter(
         pieces = parse_template(replace, pattern.groups, pattern.groupindex)
     except UnicodeEncodeError as exc:
         raise ConfError(f"filter {index}: bad replace {replace!r}: {exc}") from None
-    return pattern, count, pieces
+    has_groups = any(isinstance(p, int) for p in pieces)
+    plain_replacement = None if has_groups else b"".join(p for p in pieces if isinstance(p, bytes))
+    needle = (
+        pattern.pattern
+        if regex and re.escape(regex) == regex and plain_replacement is not None
+        else None
+    )
+    return CompiledFilter(pattern, count, pieces, plain_replacement, needle)
 
 
-def compile_filters(
-    filters: Sequence[tuple[str, str, str]],
-) -> list[tuple[re.Pattern[bytes], int, list[Piece]]]:
+def compile_filters(filters: Sequence[tuple[str, str, str]]) -> list[CompiledFilter]:
     """Check and compile every filter, in order (shared by both twins: conf time only)."""
     compiled = []
     for index, entry in enumerate(filters):
@@ -139,10 +155,14 @@ class BodyRewriter:
     __slots__ = ("_filters",)
 
     def __init__(self, filters: Sequence[tuple[str, str, str]]) -> None:
-        self._filters = [
-            (pattern, _as_re_replacement(pieces), count)
-            for pattern, count, pieces in compile_filters(filters)
-        ]
+        # (pattern, needle, replacement, count): with a needle the replacement is the
+        # plain bytes for bytes.replace, else a template in re's own syntax
+        self._filters: list[tuple[re.Pattern[bytes], bytes | None, bytes, int]] = []
+        for f in compile_filters(filters):
+            if f.needle is not None and f.plain_replacement is not None:
+                self._filters.append((f.pattern, f.needle, f.plain_replacement, f.re_count))
+            else:
+                self._filters.append((f.pattern, None, _as_re_replacement(f.pieces), f.re_count))
 
     def __len__(self) -> int:
         return len(self._filters)
@@ -152,7 +172,12 @@ class BodyRewriter:
         if not isinstance(body, bytes):
             body = bytes(memoryview(body))
         matched = False
-        for pattern, replacement, count in self._filters:
+        for pattern, needle, replacement, count in self._filters:
+            if needle is not None:
+                if needle in body:
+                    body = body.replace(needle, replacement, count or -1)
+                    matched = True
+                continue
             rewritten, matches = pattern.subn(replacement, body, count)
             if matches:
                 body = rewritten
