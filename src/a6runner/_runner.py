@@ -120,10 +120,11 @@ async def serve_with(
     stop: asyncio.Event,
     on_ready: Callable[[], None] | None = None,
     label: str = "runner",
+    accept_pause: float = 0.0,
 ) -> None:
     """Serve APISIX connections on the listening ``sock`` until ``stop`` is set, then stop
     accepting and let the calls in flight finish."""
-    server = Server(sock, confs, services)
+    server = Server(sock, confs, services, accept_pause)
     await server.start()
     if on_ready is not None:
         on_ready()

@@ -329,12 +329,18 @@ class Server:
         sock: socket.socket,
         confs: ConfBackend,
         services: RunnerServices,
+        accept_pause: float = 0.0,
     ) -> None:
         self.sock = sock
         self.confs = confs
         self.services = services
+        # With workers sharing the socket: after each accept, leave the next ones to the
+        # others for this long, so a burst of connects is shared out (and a busy worker,
+        # slower to come back, takes fewer).
+        self.accept_pause = accept_pause
         self.connections: set[Connection] = set()
         self._accepting = False
+        self._listening = False
         self._accepts: set[asyncio.Task[Any]] = set()
         self._idle: asyncio.Event | None = None
 
@@ -343,8 +349,18 @@ class Server:
         # would drain the backlog at once, and with --workers N on one socket a burst of
         # connects would then land on whichever worker woke first.
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self.sock.fileno(), self._accept)
         self._accepting = True
+        self._listen()
+
+    def _listen(self) -> None:
+        if self._accepting and not self._listening:
+            self._loop.add_reader(self.sock.fileno(), self._accept)
+            self._listening = True
+
+    def _unlisten(self) -> None:
+        if self._listening:
+            self._loop.remove_reader(self.sock.fileno())
+            self._listening = False
 
     def _accept(self) -> None:
         try:
@@ -360,6 +376,9 @@ class Server:
         )
         self._accepts.add(task)
         task.add_done_callback(self._accepts.discard)
+        if self.accept_pause:
+            self._unlisten()
+            self._loop.call_later(self.accept_pause, self._listen)
 
     def call_finished(self) -> None:
         if self._idle is not None and not any(c.busy for c in self.connections):
@@ -370,9 +389,8 @@ class Server:
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let calls in flight finish (up to ``grace`` seconds), close."""
-        if self._accepting:
-            self._loop.remove_reader(self.sock.fileno())
-            self._accepting = False
+        self._accepting = False
+        self._unlisten()
         # Frames already in the socket buffers are calls in flight too: let them be read.
         await asyncio.sleep(0.05)
         self._idle = asyncio.Event()

@@ -39,6 +39,7 @@ log = logging.getLogger("a6runner")
 
 _LENGTH = struct.Struct("<I")
 RESPAWN_BACKOFF = 0.5  # seconds between respawns of a worker that keeps dying at once
+ACCEPT_PAUSE = 0.001  # seconds a worker leaves new connections to the others after one
 
 
 def _pack(message: Any) -> bytes:
@@ -148,6 +149,7 @@ def _worker_main(
     """Body of a forked worker process; returns its exit status."""
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)  # inherited from the supervisor: its wake-up socket, not ours
     loop = new_event_loop(settings.loop)
     asyncio.set_event_loop(loop)
     link = SupervisorLink(channel)
@@ -166,6 +168,7 @@ def _worker_main(
             SupervisedServices(link),
             stop,
             label=f"worker {index}",
+            accept_pause=ACCEPT_PAUSE,
         )
 
     try:
