@@ -25,6 +25,11 @@ class FrameTooLarge(ProtocolError):
     """A payload does not fit the 24-bit frame length (more than 16,777,215 bytes)."""
 
 
+class ConfigError(A6Error):
+    """A runner setting (environment variable, flag, socket path) is unusable: a startup
+    error with a message, not a traceback."""
+
+
 class ConfError(A6Error, ValueError):
     """A plugin rejected its configuration (the conf entry is logged and skipped)."""
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from ._errors import A6Error
+from ._errors import ConfigError
 from ._plugin import Plugin, RunnerServices
 from ._server import ConfBackend, Server, bind_unix_socket, single_process_backends
 
@@ -22,10 +22,6 @@ log = logging.getLogger("a6runner")
 DEFAULT_CONF_EXPIRE_TIME = 3600.0
 CONF_TTL_FACTOR = 1.2  # keep confs a bit longer than APISIX caches their tokens
 SHUTDOWN_GRACE = 0.8  # APISIX sends SIGKILL about 1 s after SIGTERM
-
-
-class ConfigError(A6Error):
-    """A setting (environment variable or flag) is missing or invalid."""
 
 
 def parse_listen_address(value: str, source: str = "APISIX_LISTEN_ADDRESS") -> str:

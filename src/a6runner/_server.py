@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any, Protocol, cast
 
 from ._confstore import ConfStore, Filters, PreparedConf, RawConf
-from ._errors import DecodeError, FrameTooLarge
+from ._errors import ConfigError, DecodeError, FrameTooLarge
 from ._kernels import codec
 from ._plugin import Plugin, Request, Response, RunnerServices
 from ._services import LocalServices
@@ -300,7 +300,7 @@ def _prepare_socket_path(path: str) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(st.st_mode):
-        raise RuntimeError(f"{path} exists and is not a socket: refusing to remove it")
+        raise ConfigError(f"{path} exists and is not a socket: refusing to remove it")
     os.unlink(path)  # a stale socket from an earlier run
 
 
