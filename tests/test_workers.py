@@ -136,3 +136,21 @@ def test_single_connection_many_calls_with_workers(runner: RunnerProcess) -> Non
         for i in range(200):
             reply = apisix.http_req_call(token, id=i, path=f"/{i}")
             assert reply.id == i and b'"/%d"' % i in (reply.body or b"")
+
+
+def test_a_burst_of_connections_is_shared_by_the_workers(runner: RunnerProcess) -> None:
+    """APISIX opens its pool at once: the connections must not all land on one worker."""
+    workers = worker_pids(runner)
+
+    async def main() -> list[int]:
+        clients = await asyncio.gather(*(runner.async_client() for _ in range(24)))
+        token = await clients[0].prepare_conf([("which-process", {})])
+        pids = [int((await c.http_req_call(token)).body or b"0") for c in clients]
+        for c in clients:
+            await c.close()
+        return pids
+
+    pids = asyncio.run(main())
+    assert set(pids) == workers
+    # even would be 12 each; without the accept pause one worker takes all 24
+    assert min(pids.count(pid) for pid in workers) >= 3
