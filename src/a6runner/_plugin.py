@@ -256,9 +256,9 @@ class Request(_CallBase):
         if path is not None and path == self._decoded.path:
             path = None
         h = self._headers
-        hdr_changes = h.changes_joined() if h is not None and h.changed else ()
+        hdr_changes = h.changes_joined() if h is not None else ()  # [] when unchanged
         a = self._args
-        arg_changes = a.changes() if a is not None and a.changed else ()
+        arg_changes = a.changes() if a is not None else ()
         rh = self._resp_headers
         resp_entries = rh.items() if rh is not None else ()
         body = self._new_body or None
