@@ -8,6 +8,7 @@ from ._errors import A6Error, ConfError, DecodeError, FrameTooLarge, PluginError
 from ._kernels import bodyrewrite as _bodyrewrite
 from ._kernels import headers as _headers
 from ._kernels import implementation
+from ._limits import LimitPolicy, LimitStoreError, Quota, RedisTarget, conf_fingerprint
 from ._plugin import Plugin, Request, Response, ResponseWriter, RunnerServices
 from ._registry import PluginLoadError
 from ._runner import run
@@ -21,15 +22,20 @@ __all__ = [
     "ConfError",
     "DecodeError",
     "FrameTooLarge",
+    "LimitPolicy",
+    "LimitStoreError",
     "MultiMap",
     "Plugin",
     "PluginError",
     "PluginLoadError",
     "ProtocolError",
+    "Quota",
+    "RedisTarget",
     "Request",
     "Response",
     "ResponseWriter",
     "RunnerServices",
+    "conf_fingerprint",
     "implementation",
     "run",
 ]

@@ -20,6 +20,7 @@ from ._kernels import codec, headers
 if TYPE_CHECKING:
     from ._codec_py import HTTPReqCallReq, HTTPRespCallReq
     from ._headers_py import MultiMap
+    from ._limits import LimitPolicy, Quota
 else:
     MultiMap = headers.MultiMap
 
@@ -73,12 +74,31 @@ class ExtraInfoSource(Protocol):
 
 
 class RunnerServices(Protocol):
-    """Runner-wide services plugins may use (shared by every worker process)."""
+    """Runner-wide limits plugins may use: token buckets and fixed-window counters, kept
+    by the runner (``policy`` None or ``LOCAL``: shared by every worker process) or in Redis
+    (a ``LimitPolicy`` with a Redis target: shared by every gateway node using it). Redis
+    failures raise ``LimitStoreError``: the plugin decides whether the call passes."""
 
-    def reserve(self, key: str, rate: float, burst: int) -> Awaitable[float | None]:
+    def reserve(
+        self, key: str, rate: float, burst: int, policy: LimitPolicy | None = None
+    ) -> Awaitable[float | None]:
         """Take one token from the bucket ``key`` (created with ``rate``/``burst`` on first
         use): the delay in seconds before the caller may proceed, or None when it must be
-        rejected (``burst`` is 0)."""
+        rejected (``burst`` is 0, or ``rate`` is 0 and the bucket is empty)."""
+        ...
+
+    def counter(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        policy: LimitPolicy | None = None,
+        cost: int = 1,
+    ) -> Awaitable[Quota]:
+        """Count ``cost`` against ``limit`` in the fixed window ``key`` (``window``
+        seconds, opened by its first call): a ``Quota`` saying whether this call fits,
+        what remains and when the window resets. A call that does not fit is not
+        counted."""
         ...
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ._errors import ConfigError
 from ._plugin import Plugin, RunnerServices
 from ._server import ConfBackend, Server, bind_unix_socket, single_process_backends
+from ._services import PolicyServices
 
 log = logging.getLogger("a6runner")
 
@@ -127,6 +128,8 @@ async def serve_with(
     await stop.wait()
     log.info("%s shutting down: no new connections, finishing calls in flight", label)
     await server.stop(SHUTDOWN_GRACE)
+    if isinstance(services, PolicyServices):
+        await services.aclose()  # the Redis connections of the limits, if any
 
 
 async def serve_single(

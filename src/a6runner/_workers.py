@@ -7,7 +7,8 @@ runner-wide state that must outlive and span workers:
 * conf tokens: it issues them (same key -> same token, whichever worker asks) and keeps
   each token's raw conf, so a worker meeting a token another worker issued fetches the
   conf once, parses it and caches it until the same expiry;
-* the token buckets of limit-req, so a rate holds for the runner as a whole.
+* the token buckets of limit-req and the counters of limit-count (policy local), so a
+  limit holds for the runner as a whole.
 
 Workers talk to it over a socketpair each: length-prefixed pickles, answered in order.
 The supervisor is a plain selector loop (no asyncio): forking from it is always safe.
@@ -30,10 +31,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._confstore import PreparedConf, RawConf, TokenStore
+from ._limits import Quota
 from ._plugin import Plugin
 from ._runner import SHUTDOWN_GRACE, Settings, new_event_loop, serve_with
 from ._server import bind_unix_socket
-from ._services import TokenBuckets
+from ._services import FixedWindowCounters, PolicyServices, TokenBuckets
 
 log = logging.getLogger("a6runner")
 
@@ -128,15 +130,21 @@ class SupervisedConfs:
         return prepared
 
 
-class SupervisedServices:
-    """RunnerServices of a worker: the buckets live in the supervisor."""
+class SupervisedServices(PolicyServices):
+    """RunnerServices of a worker: local limits live in the supervisor, Redis limits go
+    through this worker's own pools."""
 
     def __init__(self, link: SupervisorLink) -> None:
+        super().__init__()
         self._link = link
 
-    async def reserve(self, key: str, rate: float, burst: int) -> float | None:
+    async def _local_reserve(self, key: str, rate: float, burst: int) -> float | None:
         delay: float | None = await self._link.ask("reserve", key, rate, burst)
         return delay
+
+    async def _local_count(self, key: str, limit: int, window: float, cost: int) -> Quota:
+        allowed, remaining, reset = await self._link.ask("count", key, limit, window, cost)
+        return Quota(allowed, limit, remaining, reset)
 
 
 def _worker_main(
@@ -197,6 +205,7 @@ class Supervisor:
         self.plugins = plugins
         self.tokens: TokenStore[list[tuple[str, bytes]]] = TokenStore(settings.conf_ttl)
         self.buckets = TokenBuckets()
+        self.counters = FixedWindowCounters()
         self.selector = selectors.DefaultSelector()
         self.channels: dict[int, _Channel] = {}  # by pid
         self.listener: socket.socket | None = None
@@ -210,6 +219,9 @@ class Supervisor:
         if op == "reserve":
             _, key, rate, burst = message
             return self.buckets.reserve(key, rate, burst)
+        if op == "count":
+            _, key, limit, window, cost = message
+            return self.counters.count(key, limit, window, cost)
         if op == "lookup":
             return self.tokens.get_with_expiry(message[1])
         if op == "prepare":
