@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LISTEN ?= unix:/tmp/runner.sock
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-native test-pure lint bench clean
+.PHONY: install run test test-native test-pure lint bench clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,17 +23,27 @@ install: $(VENV)/.installed
 run: install
 	APISIX_LISTEN_ADDRESS=$${APISIX_LISTEN_ADDRESS:-$(LISTEN)} $(BIN)/a6-runner run
 
+# The Redis tests start their own redis-server (Debian's package): installed here when
+# missing, as root (CI); anyone else is told what to install.
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server; \
+	  else \
+	    echo "make test: the Redis tests need redis-server: run 'sudo apt-get install redis-server' (Debian/Ubuntu)" >&2; exit 1; \
+	  fi; }
+
 # The suite twice (compiled kernels, then A6_NO_EXTENSIONS=1), and every microbenchmark
 # once as a plain test (--benchmark-disable: no timing, just that each still runs).
-test: install
+test: install redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	A6_NO_EXTENSIONS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m pytest bench --benchmark-disable -q -p no:cacheprovider
 
-test-native: install
+test-native: install redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-pure: install
+test-pure: install redis-server
 	A6_NO_EXTENSIONS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
