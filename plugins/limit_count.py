@@ -174,6 +174,8 @@ class LimitCount(Plugin):
 
 
 async def _var(req: Request, name: str) -> str | None:
-    if name == "remote_addr" and req.src_ip is not None:
-        return str(req.src_ip)  # what APISIX sends with every call: no round trip
+    if name == "remote_addr":
+        client = req.src_ip  # what APISIX sends with every call: no round trip
+        if client is not None:
+            return str(client)
     return await req.var(name)

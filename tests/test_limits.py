@@ -82,6 +82,17 @@ def test_redis_cluster_fields() -> None:
     assert target.describe() == ("redis-cluster limits (127.0.0.1:7000, [::1]:7001, node-3:7002)")
 
 
+def test_equal_connection_fields_are_one_target() -> None:
+    """Targets key the pools: equal fields, one pool; any difference (the password too),
+    another one."""
+    conf = {"policy": "redis", "redis_host": "127.0.0.1", "redis_password": SENTINEL}
+    first, again = LimitPolicy.from_conf(conf).redis, LimitPolicy.from_conf(conf).redis
+    other = LimitPolicy.from_conf({**conf, "redis_password": "another"}).redis
+    assert first == again and hash(first) == hash(again) and first is not again
+    assert first != other
+    assert len({first, again, other}) == 2
+
+
 REDIS = {"policy": "redis", "redis_host": "127.0.0.1"}
 CLUSTER = {
     "policy": "redis-cluster",

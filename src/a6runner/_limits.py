@@ -11,12 +11,13 @@ password.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._errors import A6Error, ConfError
 
@@ -28,10 +29,10 @@ class LimitStoreError(A6Error):
     the command. The message names the target, never its credentials."""
 
 
-@dataclass(frozen=True, slots=True)
-class Quota:
+class Quota(NamedTuple):
     """What ``services.counter()`` answers: whether this call fits in the window, the
-    limit, what is left of it after this call, and the seconds until the window ends."""
+    limit, what is left of it after this call, and the seconds until the window ends.
+    (A named tuple: made on every call, it must be cheap.)"""
 
     allowed: bool
     limit: int
@@ -56,6 +57,15 @@ class RedisTarget:
     keepalive_timeout: float = 10.0  # seconds an unused pool keeps its connections
     keepalive_pool: int = 100  # connections per worker (per node of a cluster)
     cluster_name: str | None = None
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # the key of a worker's pools, looked up on every call: hash the fields once
+        compared = tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.compare)
+        object.__setattr__(self, "_hash", hash(compared))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def describe(self) -> str:
         """For log lines: the kind and the addresses, no credentials."""
