@@ -4,6 +4,7 @@ the count holding across ``--workers 2``. Over the real socket. (Redis: test_red
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,10 @@ SERVED_BY = str(Path(__file__).with_name("limit_plugins.py"))
 
 @pytest.fixture(scope="module")
 def runner() -> Iterator[RunnerHandle]:
-    with run_runner(bundled=True) as handle:
+    with (
+        tempfile.TemporaryDirectory(prefix="a6runner-test-") as sockets,
+        run_runner(bundled=True, socket_path=f"{sockets}/runner") as handle,
+    ):
         yield handle
 
 
@@ -204,7 +208,12 @@ def test_bad_conf_is_rejected_and_skipped(apisix: Client, conf: object, reason: 
 
 @pytest.fixture(scope="module")
 def workers() -> Iterator[RunnerProcess]:
-    with spawn_runner(["--workers", "2", "--plugins", SERVED_BY]) as handle:
+    with (
+        tempfile.TemporaryDirectory(prefix="a6runner-test-") as sockets,
+        spawn_runner(
+            ["--workers", "2", "--plugins", SERVED_BY], socket_path=f"{sockets}/w"
+        ) as handle,
+    ):
         yield handle
 
 

@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -86,8 +87,9 @@ def gateway_nodes(
     example.write_text(readme_example(), encoding="utf-8")
     plugins = ["--plugins", SERVED_BY, "--plugins", str(example)]
     with (
-        spawn_runner(["--log-level", "debug", *plugins]) as first,
-        spawn_runner(["--workers", "2", *plugins]) as second,
+        tempfile.TemporaryDirectory(prefix="a6runner-test-") as sockets,
+        spawn_runner(["--log-level", "debug", *plugins], socket_path=f"{sockets}/a") as first,
+        spawn_runner(["--workers", "2", *plugins], socket_path=f"{sockets}/b") as second,
     ):
         yield first, second
 
@@ -109,7 +111,11 @@ def daily_quota_plugin() -> type[Plugin]:
 @pytest.fixture(scope="module")
 def runner() -> Iterator[RunnerHandle]:
     """A runner in this process, for the scenarios that stop Redis and for coverage."""
-    with run_runner(plugins=[Enter, daily_quota_plugin()], bundled=True) as handle:
+    plugins = [Enter, daily_quota_plugin()]
+    with (
+        tempfile.TemporaryDirectory(prefix="a6runner-test-") as sockets,
+        run_runner(plugins=plugins, bundled=True, socket_path=f"{sockets}/runner") as handle,
+    ):
         yield handle
 
 
