@@ -75,9 +75,10 @@ class ExtraInfoSource(Protocol):
 
 class RunnerServices(Protocol):
     """Runner-wide limits plugins may use: token buckets and fixed-window counters, kept
-    by the runner (``policy`` None or ``LOCAL``: shared by every worker process) or in Redis
-    (a ``LimitPolicy`` with a Redis target: shared by every gateway node using it). Redis
-    failures raise ``LimitStoreError``: the plugin decides whether the call passes."""
+    by the runner (``policy`` None or ``LimitPolicy()``: shared by every worker process)
+    or in Redis (a ``LimitPolicy`` with a Redis target: shared by every gateway node
+    using it). Redis failures raise ``LimitStoreError``: the plugin decides whether the
+    call passes."""
 
     def reserve(
         self, key: str, rate: float, burst: int, policy: LimitPolicy | None = None
