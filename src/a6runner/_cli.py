@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from ._errors import A6Error
-from ._kernels import implementation
 from ._registry import PluginLoadError, build_registry
-from ._runner import Settings, run_with_settings, setup_logging
-
-log = logging.getLogger("a6runner")
+from ._runner import run, version
 
 
 def _socket_mode(value: str) -> int:
@@ -51,7 +46,7 @@ def _add_plugin_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="a6-runner", description=__doc__)
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action="version", version=version())
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_run = sub.add_parser("run", help="serve APISIX on APISIX_LISTEN_ADDRESS")
@@ -84,32 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        v = version("a6runner")
-    except PackageNotFoundError:
-        v = "unknown"
-    return f"a6runner {v} ({implementation()} kernels, Python {sys.version.split()[0]})"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
-            setup_logging(args.log_level)
-            settings = Settings.from_env(os.environ, args.listen, args.conf_expire_time)
-            settings.socket_mode = args.socket_mode
-            settings.workers = args.workers
-            settings.loop = args.loop
-            registry = build_registry(
-                paths=args.plugins,
+            return run(
+                listen=args.listen,
+                conf_expire_time=args.conf_expire_time,
+                workers=args.workers,
+                plugin_paths=args.plugins,
                 bundled=not args.no_bundled,
                 entry_points=not args.no_entry_points,
+                socket_mode=args.socket_mode,
+                loop=args.loop,
+                log_level=args.log_level,
             )
-            log.info("%s", _version())
-            return run_with_settings(settings, {name: r.plugin for name, r in registry.items()})
         if args.command == "plugins":
             registry = build_registry(
                 paths=args.plugins,

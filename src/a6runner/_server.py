@@ -1,38 +1,42 @@
-"""The socket server: one asyncio protocol per APISIX connection, calls dispatched inline.
+"""The socket server: framing, dispatch and ExtraInfo for each APISIX connection.
 
 Per connection APISIX keeps one call in flight. A call whose filters are all plain
 functions is answered inside ``data_received`` (no task, no thread hop). When a filter
 returns an awaitable (``async def``), the rest of the call runs as a task; ExtraInfo
-questions it asks go out on the same connection and their answers resolve futures.
+questions it asks go out on the same connection and their answers resolve futures. The
+filter chain itself, reply building and the error map are in ``_chain``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import logging
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Protocol, cast
 
-from ._confstore import ConfStore, Filters, PreparedConf, RawConf
-from ._errors import ConfigError, DecodeError, FrameTooLarge
+from . import _chain as chain
+from ._confstore import PreparedConf, RawConf
+from ._errors import ConfigError, ConfTokenNotFound, DecodeError, PeerClosed, UnexpectedFrame
 from ._kernels import codec
-from ._plugin import Plugin, Request, Response, RunnerServices
-from ._services import LocalServices
+from ._plugin import RunnerServices
 
 log = logging.getLogger("a6runner")
 
 # A full backlog makes a unix-socket connect fail at once with EAGAIN (nginx logs
 # "Resource temporarily unavailable"): keep it large; the kernel caps it at somaxconn.
 LISTEN_BACKLOG = 4096
+SHUTDOWN_GRACE = 0.8  # APISIX sends SIGKILL about 1 s after SIGTERM
 
-ERR_BAD_REQUEST = codec.build_err_resp(codec.ERR_BAD_REQUEST)
-ERR_SERVICE_UNAVAILABLE = codec.build_err_resp(codec.ERR_SERVICE_UNAVAILABLE)
-ERR_CONF_TOKEN_NOT_FOUND = codec.build_err_resp(codec.ERR_CONF_TOKEN_NOT_FOUND)
+PHASES = {codec.RPC_HTTP_REQ_CALL: chain.REQUEST, codec.RPC_HTTP_RESP_CALL: chain.RESPONSE}
+FRAME_NAMES = {codec.RPC_PREPARE_CONF: "PrepareConf", codec.RPC_EXTRA_INFO: "ExtraInfo"} | {
+    t: p.frame for t, p in PHASES.items()
+}
+
+Outcome = bytes | Coroutine[Any, Any, bytes | None]
 
 
 class ConfBackend(Protocol):
@@ -44,15 +48,12 @@ class ConfBackend(Protocol):
     def lookup(self, token: int) -> PreparedConf | Awaitable[PreparedConf | None] | None: ...
 
 
-class PeerClosed(ConnectionError):
-    """APISIX closed the connection while a call was waiting for ExtraInfo."""
-
-
 class Connection(asyncio.Protocol):
     """One APISIX connection."""
 
     def __init__(self, server: Server) -> None:
         self._server = server
+        self._loop = server._loop
         self._confs = server.confs
         self._services = server.services
         self._splitter = codec.FrameSplitter()
@@ -100,163 +101,71 @@ class Connection(asyncio.Protocol):
             self._transport.write(frame)
 
     def _dispatch(self, frame_type: int, payload: bytes) -> None:
-        if frame_type == codec.RPC_HTTP_REQ_CALL:
-            self._http_call(payload, codec.decode_http_req_call_req, Request)
-        elif frame_type == codec.RPC_HTTP_RESP_CALL:
-            self._http_call(payload, codec.decode_http_resp_call_req, Response)
-        elif frame_type == codec.RPC_PREPARE_CONF:
-            self._prepare_conf(payload)
+        try:
+            phase = PHASES.get(frame_type)
+            if phase is not None:
+                outcome = self._http_call(phase, phase.decode(payload))
+            elif frame_type == codec.RPC_PREPARE_CONF:
+                outcome = self._prepare_conf(codec.decode_prepare_conf_req(payload))
+            else:
+                raise UnexpectedFrame(frame_type, len(payload))
+        except Exception as exc:
+            outcome = chain.error_frame(exc, FRAME_NAMES.get(frame_type, "frame"))
+        if type(outcome) is bytes:
+            self._write(outcome)
         else:
-            log.warning(
-                "unknown frame type %d (%d bytes): answered BAD_REQUEST", frame_type, len(payload)
-            )
-            self._write(ERR_BAD_REQUEST)
+            self._run_task(cast(Coroutine[Any, Any, "bytes | None"], outcome), frame_type)
 
-    def _prepare_conf(self, payload: bytes) -> None:
-        try:
-            req = codec.decode_prepare_conf_req(payload)
-            key, conf = req.key, req.conf
-        except DecodeError as exc:
-            log.warning("undecodable PrepareConf: %s", exc)
-            self._write(ERR_BAD_REQUEST)
-            return
-        try:
-            token = self._confs.prepare(key, conf)
-        except Exception:
-            log.exception("PrepareConf failed")
-            self._write(ERR_SERVICE_UNAVAILABLE)
-            return
+    def _prepare_conf(self, req: Any) -> Outcome:
+        token = self._confs.prepare(req.key, req.conf)
         if isinstance(token, int):
-            self._write(codec.build_prepare_conf_resp(token))
-        else:
-            self._run_task(self._prepare_conf_async(token))
+            return codec.build_prepare_conf_resp(token)
+        return self._prepared(token)
 
-    async def _prepare_conf_async(self, pending: Awaitable[int]) -> None:
-        try:
-            self._write(codec.build_prepare_conf_resp(await pending))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("PrepareConf failed")
-            self._write(ERR_SERVICE_UNAVAILABLE)
+    @staticmethod
+    async def _prepared(pending: Awaitable[int]) -> bytes:
+        return codec.build_prepare_conf_resp(await pending)
 
-    def _http_call(
-        self,
-        payload: bytes,
-        decode: Callable[[bytes], Any],
-        call_type: type[Request | Response],
-    ) -> None:
-        try:
-            decoded = decode(payload)
-        except DecodeError as exc:
-            log.warning("undecodable %s call: %s", call_type.__name__, exc)
-            self._write(ERR_BAD_REQUEST)
-            return
+    def _http_call(self, phase: chain.Phase, decoded: Any) -> Outcome:
         prepared = self._confs.lookup(decoded.conf_token)
         if prepared is None or isinstance(prepared, PreparedConf):
-            rest = self._start_call(decoded, prepared, call_type)
-            if rest is not None:
-                self._run_task(rest)
-        else:  # the token lives in the supervisor: finish in a task
-            self._run_task(self._lookup_then_run(prepared, decoded, call_type))
+            return self._start_call(phase, decoded, prepared)
+        return self._lookup_then_run(phase, decoded, prepared)  # the token lives elsewhere
 
     async def _lookup_then_run(
-        self,
-        pending: Awaitable[PreparedConf | None],
-        decoded: Any,
-        call_type: type[Request | Response],
-    ) -> None:
-        try:
-            prepared = await pending
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("conf token lookup failed")
-            self._write(ERR_SERVICE_UNAVAILABLE)
-            return
-        rest = self._start_call(decoded, prepared, call_type)
-        if rest is not None:
-            await rest
+        self, phase: chain.Phase, decoded: Any, pending: Awaitable[PreparedConf | None]
+    ) -> bytes | None:
+        outcome = self._start_call(phase, decoded, await pending)
+        return outcome if type(outcome) is bytes else await cast(Coroutine[Any, Any, Any], outcome)
 
     def _start_call(
-        self,
-        decoded: Any,
-        prepared: PreparedConf | None,
-        call_type: type[Request | Response],
-    ) -> Coroutine[Any, Any, None] | None:
-        """Run the filters inline and answer; if a filter returns an awaitable, return a
-        coroutine that finishes the call (the caller runs it as the connection's task)."""
+        self, phase: chain.Phase, decoded: Any, prepared: PreparedConf | None
+    ) -> Outcome:
         if prepared is None:
-            log.info("conf token %d not found (call %d)", decoded.conf_token, decoded.id)
-            self._write(ERR_CONF_TOKEN_NOT_FOUND)
-            return None
-        call = call_type(decoded, self, self._services)
-        filters = prepared.request_filters if call_type is Request else prepared.response_filters
-        try:
-            for i, (filt, conf) in enumerate(filters):
-                pending = filt(conf, call)
-                # a filter's return value matters only when it is awaitable
-                if pending is not None and inspect.isawaitable(pending):
-                    return self._finish_call(call, filters, i, pending)
-                if call.ends_chain:
-                    break
-            reply = call.build_reply()
-        except Exception as exc:
-            reply = self._failed(call, exc)
-        self._write(reply)
-        return None
-
-    async def _finish_call(
-        self,
-        call: Request | Response,
-        filters: Filters,
-        index: int,
-        pending: Awaitable[None],
-    ) -> None:
-        try:
-            await pending
-            if not call.ends_chain:
-                for filt, conf in filters[index + 1 :]:
-                    result = filt(conf, call)
-                    if result is not None and inspect.isawaitable(result):
-                        await result
-                    if call.ends_chain:
-                        break
-            reply = call.build_reply()
-        except asyncio.CancelledError:
-            raise
-        except PeerClosed:
-            log.info("call %d abandoned: APISIX closed the connection", call.id)
-            return
-        except Exception as exc:
-            reply = self._failed(call, exc)
-        self._write(reply)
-
-    def _failed(self, call: Request | Response, exc: Exception) -> bytes:
-        if isinstance(exc, FrameTooLarge):
-            log.error(
-                "call %d: reply too large to frame (%s): answered SERVICE_UNAVAILABLE", call.id, exc
+            return chain.error_frame(
+                ConfTokenNotFound(decoded.conf_token), f"call {decoded.id} ({phase.frame})"
             )
-        else:
-            log.error(
-                "call %d: plugin raised %s: answered SERVICE_UNAVAILABLE",
-                call.id,
-                type(exc).__name__,
-                exc_info=exc,
-            )
-        return ERR_SERVICE_UNAVAILABLE
+        call = phase.make_call(decoded, self, self._services)
+        return chain.run(phase, call, phase.filters(prepared))
 
-    def _run_task(self, coro: Any) -> None:
-        task = self._server._loop.create_task(coro)
+    def _run_task(self, outcome: Coroutine[Any, Any, bytes | None], frame_type: int) -> None:
+        task = self._loop.create_task(self._finish(outcome, frame_type))
         self._task = task
         task.add_done_callback(self._task_done)
+
+    async def _finish(self, outcome: Coroutine[Any, Any, bytes | None], frame_type: int) -> None:
+        try:
+            frame = await outcome
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            frame = chain.error_frame(exc, FRAME_NAMES.get(frame_type, "frame"))
+        if frame is not None:
+            self._write(frame)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if self._task is task:
             self._task = None
-        if not task.cancelled() and task.exception() is not None:
-            log.error("internal error in a call", exc_info=task.exception())
-            self._write(ERR_SERVICE_UNAVAILABLE)
         while self._queued and self._task is None and self._transport is not None:
             frame_type, payload = self._queued.popleft()
             self._dispatch(frame_type, payload)
@@ -274,7 +183,7 @@ class Connection(asyncio.Protocol):
                 "(await it from an async filter)"
             )
         # the server's loop, not asyncio.get_running_loop(): that one calls getpid() each time
-        fut: asyncio.Future[bytes | None] = self._server._loop.create_future()
+        fut: asyncio.Future[bytes | None] = self._loop.create_future()
         self._info_waiters.append(fut)
         self._write(codec.build_extra_info_req(info_type, name))
         return fut
@@ -407,8 +316,37 @@ class Server:
         await asyncio.sleep(0)
 
 
-def single_process_backends(
-    plugins: Mapping[str, Plugin], ttl: float
-) -> tuple[ConfBackend, RunnerServices]:
-    """Conf tokens and token buckets kept in this process."""
-    return ConfStore(plugins, ttl), LocalServices()
+async def serve(
+    sock: socket.socket,
+    confs: ConfBackend,
+    services: RunnerServices,
+    stop: asyncio.Event,
+    on_ready: Callable[[], None] | None = None,
+    label: str = "runner",
+    accept_pause: float = 0.0,
+) -> None:
+    """Serve APISIX connections on the listening ``sock`` until ``stop`` is set, then stop
+    accepting and let the calls in flight finish."""
+    server = Server(sock, confs, services, accept_pause)
+    await server.start()
+    if on_ready is not None:
+        on_ready()
+    await stop.wait()
+    log.info("%s shutting down: no new connections, finishing calls in flight", label)
+    await server.stop(SHUTDOWN_GRACE)
+
+
+def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
+    """uvloop when available (or asked for), else the stdlib loop."""
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise ConfigError("--loop uvloop: uvloop is not installed") from None
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    elif kind != "asyncio":
+        raise ConfigError(f"unknown event loop {kind!r} (auto, uvloop or asyncio)")
+    return asyncio.new_event_loop()

@@ -31,9 +31,9 @@ from typing import Any
 
 from ._confstore import PreparedConf, RawConf, TokenStore
 from ._plugin import Plugin
-from ._runner import SHUTDOWN_GRACE, Settings, new_event_loop, serve_with
-from ._server import bind_unix_socket
+from ._server import SHUTDOWN_GRACE, bind_unix_socket, new_event_loop, serve
 from ._services import TokenBuckets
+from ._settings import Settings
 
 log = logging.getLogger("a6runner")
 
@@ -162,7 +162,7 @@ def _worker_main(
         await link.start()
         watcher = loop.create_task(link.closed.wait())
         watcher.add_done_callback(lambda _: stop.set())  # supervisor gone: stop too
-        await serve_with(
+        await serve(
             listener,
             SupervisedConfs(plugins, link, settings.conf_ttl),
             SupervisedServices(link),
