@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import operator
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from ._confstore import Filters, PreparedConf
+from ._confstore import Filters
 from ._errors import ConfTokenNotFound, FrameTooLarge, PeerClosed, PluginError, ProtocolError
 from ._kernels import codec
-from ._plugin import Request, Response
+from ._plugin import ExtraInfoSource, Request, Response, RunnerServices
 
 log = logging.getLogger("a6runner")
 
@@ -132,30 +131,30 @@ def response_reply(resp: Response) -> bytes:
 class Phase:
     """Everything that differs between the request and the response phase."""
 
+    index: int  # of this phase's filters in PreparedConf.filters
     name: str  # "request" | "response"
     frame: str  # the call's frame, for logs
     decode: Callable[[bytes], Any]
     make_call: type[Request] | type[Response]
-    filters: Callable[[PreparedConf], Filters]
     ended: Callable[[Any], bool]
     reply: Callable[[Any], bytes]
 
 
 REQUEST = Phase(
+    0,
     "request",
     "HTTPReqCall",
     codec.decode_http_req_call_req,
     Request,
-    operator.attrgetter("request_filters"),
     request_ended,
     request_reply,
 )
 RESPONSE = Phase(
+    1,
     "response",
     "HTTPRespCall",
     codec.decode_http_resp_call_req,
     Response,
-    operator.attrgetter("response_filters"),
     response_ended,
     response_reply,
 )
@@ -171,6 +170,43 @@ def _plugin_failed(phase: Phase, call: Call, filt: Callable[..., Any], exc: Exce
     return error_frame(error, f"call {call.id}")
 
 
+class CallChannel(ExtraInfoSource, Protocol):
+    """The connection a call came on: asks APISIX for ExtraInfo, takes the reply."""
+
+    def send(self, frame: bytes) -> None: ...
+
+
+def run(
+    phase: Phase,
+    decoded: Any,
+    filters: Filters,
+    channel: CallChannel,
+    services: RunnerServices,
+) -> Coroutine[Any, Any, None] | None:
+    """Run ``filters`` on the call ``decoded`` and send the reply on ``channel``. When a
+    filter returns an awaitable, return a coroutine that finishes the call instead (it
+    sends the reply itself, and raises nothing but CancelledError)."""
+    call = phase.make_call(decoded, channel, services)
+    ended = phase.ended
+    for i, (filt, conf) in enumerate(filters):
+        try:
+            pending = filt(conf, call)
+        except Exception as exc:
+            channel.send(_plugin_failed(phase, call, filt, exc))
+            return None
+        # a filter's return value matters only when it is awaitable
+        if pending is not None and inspect.isawaitable(pending):
+            return _finish(phase, call, filters, i, pending, channel)
+        if ended(call):
+            break
+    try:
+        frame = phase.reply(call)
+    except Exception as exc:
+        frame = error_frame(exc, f"call {call.id}")
+    channel.send(frame)
+    return None
+
+
 def _reply(phase: Phase, call: Call) -> bytes:
     try:
         return phase.reply(call)
@@ -178,25 +214,14 @@ def _reply(phase: Phase, call: Call) -> bytes:
         return error_frame(exc, f"call {call.id}")
 
 
-def run(phase: Phase, call: Call, filters: Filters) -> bytes | Coroutine[Any, Any, bytes | None]:
-    """Run ``filters`` on ``call``: the reply frame, or a coroutine that finishes the call
-    once a filter returned an awaitable."""
-    for i, (filt, conf) in enumerate(filters):
-        try:
-            pending = filt(conf, call)
-        except Exception as exc:
-            return _plugin_failed(phase, call, filt, exc)
-        # a filter's return value matters only when it is awaitable
-        if pending is not None and inspect.isawaitable(pending):
-            return _finish(phase, call, filters, i, pending)
-        if phase.ended(call):
-            break
-    return _reply(phase, call)
-
-
 async def _finish(
-    phase: Phase, call: Call, filters: Filters, index: int, pending: Awaitable[None]
-) -> bytes | None:
+    phase: Phase,
+    call: Call,
+    filters: Filters,
+    index: int,
+    pending: Awaitable[None],
+    channel: CallChannel,
+) -> None:
     filt = filters[index][0]
     try:
         await pending
@@ -211,7 +236,8 @@ async def _finish(
         raise
     except PeerClosed:
         log.info("call %d abandoned: APISIX closed the connection", call.id)
-        return None
+        return
     except Exception as exc:
-        return _plugin_failed(phase, call, filt, exc)
-    return _reply(phase, call)
+        channel.send(_plugin_failed(phase, call, filt, exc))
+        return
+    channel.send(_reply(phase, call))

@@ -62,12 +62,14 @@ class PreparedConf:
     """A route's parsed plugin chain, ready to call."""
 
     entries: tuple[tuple[Plugin, Any], ...]
-    request_filters: Filters = field(init=False)
-    response_filters: Filters = field(init=False)
+    # (request filters, response filters): indexed by the phase, see _chain.Phase.index
+    filters: tuple[Filters, Filters] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.request_filters = _filters(self.entries, "request_filter")
-        self.response_filters = _filters(self.entries, "response_filter")
+        self.filters = (
+            _filters(self.entries, "request_filter"),
+            _filters(self.entries, "response_filter"),
+        )
 
     @classmethod
     def parse(cls, plugins: Mapping[str, Plugin], conf: RawConf) -> PreparedConf:

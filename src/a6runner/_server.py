@@ -36,7 +36,7 @@ FRAME_NAMES = {codec.RPC_PREPARE_CONF: "PrepareConf", codec.RPC_EXTRA_INFO: "Ext
     t: p.frame for t, p in PHASES.items()
 }
 
-Outcome = bytes | Coroutine[Any, Any, bytes | None]
+Pending = Coroutine[Any, Any, None] | None
 
 
 class ConfBackend(Protocol):
@@ -96,7 +96,8 @@ class Connection(asyncio.Protocol):
     def busy(self) -> bool:
         return self._task is not None
 
-    def _write(self, frame: bytes) -> None:
+    def send(self, frame: bytes) -> None:
+        """Write a reply frame: every answer of this connection goes out here."""
         if self._transport is not None:
             self._transport.write(frame)
 
@@ -104,68 +105,77 @@ class Connection(asyncio.Protocol):
         try:
             phase = PHASES.get(frame_type)
             if phase is not None:
-                outcome = self._http_call(phase, phase.decode(payload))
+                rest = self._http_call(phase, phase.decode(payload))
             elif frame_type == codec.RPC_PREPARE_CONF:
-                outcome = self._prepare_conf(codec.decode_prepare_conf_req(payload))
+                rest = self._prepare_conf(codec.decode_prepare_conf_req(payload))
             else:
                 raise UnexpectedFrame(frame_type, len(payload))
         except Exception as exc:
-            outcome = chain.error_frame(exc, FRAME_NAMES.get(frame_type, "frame"))
-        if type(outcome) is bytes:
-            self._write(outcome)
-        else:
-            self._run_task(cast(Coroutine[Any, Any, "bytes | None"], outcome), frame_type)
+            self.send(chain.error_frame(exc, FRAME_NAMES.get(frame_type, "frame")))
+            return
+        if rest is not None:
+            self._run_task(rest)
 
-    def _prepare_conf(self, req: Any) -> Outcome:
+    # Each handler answers at once and returns None, or returns a coroutine that answers
+    # later (the connection's task); such coroutines send their own reply and raise
+    # nothing but CancelledError.
+
+    def _prepare_conf(self, req: Any) -> Pending:
         token = self._confs.prepare(req.key, req.conf)
         if isinstance(token, int):
-            return codec.build_prepare_conf_resp(token)
+            self.send(codec.build_prepare_conf_resp(token))
+            return None
         return self._prepared(token)
 
-    @staticmethod
-    async def _prepared(pending: Awaitable[int]) -> bytes:
-        return codec.build_prepare_conf_resp(await pending)
+    async def _prepared(self, pending: Awaitable[int]) -> None:
+        try:
+            frame = codec.build_prepare_conf_resp(await pending)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            frame = chain.error_frame(exc, "PrepareConf")
+        self.send(frame)
 
-    def _http_call(self, phase: chain.Phase, decoded: Any) -> Outcome:
+    def _http_call(self, phase: chain.Phase, decoded: Any) -> Pending:
         prepared = self._confs.lookup(decoded.conf_token)
-        if prepared is None or isinstance(prepared, PreparedConf):
-            return self._start_call(phase, decoded, prepared)
+        if isinstance(prepared, PreparedConf):
+            return chain.run(phase, decoded, prepared.filters[phase.index], self, self._services)
+        if prepared is None:
+            self._token_not_found(phase, decoded)
+            return None
         return self._lookup_then_run(phase, decoded, prepared)  # the token lives elsewhere
 
     async def _lookup_then_run(
         self, phase: chain.Phase, decoded: Any, pending: Awaitable[PreparedConf | None]
-    ) -> bytes | None:
-        outcome = self._start_call(phase, decoded, await pending)
-        return outcome if type(outcome) is bytes else await cast(Coroutine[Any, Any, Any], outcome)
-
-    def _start_call(
-        self, phase: chain.Phase, decoded: Any, prepared: PreparedConf | None
-    ) -> Outcome:
-        if prepared is None:
-            return chain.error_frame(
-                ConfTokenNotFound(decoded.conf_token), f"call {decoded.id} ({phase.frame})"
-            )
-        call = phase.make_call(decoded, self, self._services)
-        return chain.run(phase, call, phase.filters(prepared))
-
-    def _run_task(self, outcome: Coroutine[Any, Any, bytes | None], frame_type: int) -> None:
-        task = self._loop.create_task(self._finish(outcome, frame_type))
-        self._task = task
-        task.add_done_callback(self._task_done)
-
-    async def _finish(self, outcome: Coroutine[Any, Any, bytes | None], frame_type: int) -> None:
+    ) -> None:
         try:
-            frame = await outcome
+            prepared = await pending
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            frame = chain.error_frame(exc, FRAME_NAMES.get(frame_type, "frame"))
-        if frame is not None:
-            self._write(frame)
+            self.send(chain.error_frame(exc, f"call {decoded.id} ({phase.frame})"))
+            return
+        if prepared is None:
+            self._token_not_found(phase, decoded)
+            return
+        rest = chain.run(phase, decoded, prepared.filters[phase.index], self, self._services)
+        if rest is not None:
+            await rest
+
+    def _token_not_found(self, phase: chain.Phase, decoded: Any) -> None:
+        exc = ConfTokenNotFound(decoded.conf_token)
+        self.send(chain.error_frame(exc, f"call {decoded.id} ({phase.frame})"))
+
+    def _run_task(self, rest: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(rest)
+        self._task = task
+        task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if self._task is task:
             self._task = None
+        if not task.cancelled() and task.exception() is not None:  # a bug of ours: say so
+            self.send(chain.error_frame(cast(BaseException, task.exception()), "call task"))
         while self._queued and self._task is None and self._transport is not None:
             frame_type, payload = self._queued.popleft()
             self._dispatch(frame_type, payload)
@@ -185,7 +195,7 @@ class Connection(asyncio.Protocol):
         # the server's loop, not asyncio.get_running_loop(): that one calls getpid() each time
         fut: asyncio.Future[bytes | None] = self._loop.create_future()
         self._info_waiters.append(fut)
-        self._write(codec.build_extra_info_req(info_type, name))
+        self.send(codec.build_extra_info_req(info_type, name))
         return fut
 
     def _on_extra_info(self, payload: bytes) -> None:
