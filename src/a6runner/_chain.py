@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._confstore import Filters
-from ._errors import ConfTokenNotFound, FrameTooLarge, PeerClosed, PluginError, ProtocolError
+from ._errors import (
+    CallTimeout,
+    ConfTokenNotFound,
+    FrameTooLarge,
+    PeerClosed,
+    PluginError,
+    ProtocolError,
+)
 from ._kernels import codec
 from ._plugin import ExtraInfoSource, Request, Response, RunnerServices
 
@@ -47,6 +54,8 @@ def error_frame(exc: BaseException, context: str) -> bytes:
         log.error(
             "%s: %s: answered SERVICE_UNAVAILABLE", context, exc, exc_info=exc.__cause__ or exc
         )
+    elif isinstance(exc, CallTimeout):
+        log.error("%s: %s: cancelled, answered SERVICE_UNAVAILABLE", context, exc)
     else:
         log.error(
             "%s: internal error %s: answered SERVICE_UNAVAILABLE",
@@ -163,15 +172,22 @@ RESPONSE = Phase(
 # -- running a chain ----------------------------------------------------------------------
 
 
-def _plugin_failed(phase: Phase, call: Call, filt: Callable[..., Any], exc: Exception) -> bytes:
-    plugin = getattr(filt, "__self__", None)
-    error = PluginError(getattr(plugin, "name", "?"), phase.name, exc)
+def _plugin_name(filt: Callable[..., Any]) -> str:
+    return str(getattr(getattr(filt, "__self__", None), "name", "?"))
+
+
+def _plugin_failed(phase: Phase, call: Call, filt: Callable[..., Any], exc: BaseException) -> bytes:
+    error = PluginError(_plugin_name(filt), phase.name, exc)
     error.__cause__ = exc
     return error_frame(error, f"call {call.id}")
 
 
 class CallChannel(ExtraInfoSource, Protocol):
     """The connection a call came on: asks APISIX for ExtraInfo, takes the reply."""
+
+    # Why the runner cancelled the call's task ("deadline", "closed"), None otherwise.
+    cancel_reason: str | None
+    call_timeout: float
 
     def send(self, frame: bytes) -> None: ...
 
@@ -191,7 +207,7 @@ def run(
     for i, (filt, conf) in enumerate(filters):
         try:
             pending = filt(conf, call)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: one call only
             channel.send(_plugin_failed(phase, call, filt, exc))
             return None
         # a filter's return value matters only when it is awaitable
@@ -201,7 +217,7 @@ def run(
             break
     try:
         frame = phase.reply(call)
-    except Exception as exc:
+    except BaseException as exc:
         frame = error_frame(exc, f"call {call.id}")
     channel.send(frame)
     return None
@@ -210,7 +226,7 @@ def run(
 def _reply(phase: Phase, call: Call) -> bytes:
     try:
         return phase.reply(call)
-    except Exception as exc:
+    except BaseException as exc:
         return error_frame(exc, f"call {call.id}")
 
 
@@ -232,12 +248,20 @@ async def _finish(
                     await result
                 if phase.ended(call):
                     break
-    except asyncio.CancelledError:
-        raise
+    except asyncio.CancelledError as exc:
+        reason = channel.cancel_reason
+        if reason == "deadline":
+            timeout = CallTimeout(_plugin_name(filt), channel.call_timeout)
+            channel.send(error_frame(timeout, f"call {call.id}"))
+        elif reason is None:  # not the runner's doing: the plugin raised it
+            channel.send(_plugin_failed(phase, call, filt, exc))
+        else:
+            raise  # the connection is gone: nobody to answer
+        return
     except PeerClosed:
         log.info("call %d abandoned: APISIX closed the connection", call.id)
         return
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt too: one call only
         channel.send(_plugin_failed(phase, call, filt, exc))
         return
     channel.send(_reply(phase, call))

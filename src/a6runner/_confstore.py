@@ -52,7 +52,7 @@ def parse_entries(plugins: Mapping[str, Plugin], conf: RawConf) -> tuple[tuple[P
             continue
         try:
             parsed.append((plugin, plugin.parse_conf(raw)))
-        except Exception as exc:  # a plugin's parse_conf may raise anything: skip the entry
+        except BaseException as exc:  # a plugin's parse_conf may raise anything: skip it
             log.warning("conf entry %r skipped: %s: %s", name, type(exc).__name__, exc)
     return tuple(parsed)
 

@@ -51,6 +51,16 @@ class ConfTokenNotFound(A6Error):
         self.token = token
 
 
+class CallTimeout(A6Error):
+    """A call outlived the call timeout (``--call-timeout``): the plugin still running is
+    cancelled and the call answered SERVICE_UNAVAILABLE."""
+
+    def __init__(self, plugin: str | None, timeout: float) -> None:
+        where = f" in plugin {plugin!r}" if plugin else ""
+        super().__init__(f"call still running{where} after the {timeout:g}s call timeout")
+        self.plugin = plugin
+
+
 class PeerClosed(ConnectionError):
     """APISIX closed the connection while a call was waiting for ExtraInfo."""
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -16,9 +15,9 @@ from ._confstore import ConfStore
 from ._errors import ConfigError
 from ._kernels import implementation
 from ._plugin import Plugin
-from ._server import bind_unix_socket, new_event_loop, serve
+from ._server import PARENT_CHECK, Listener, new_event_loop, parent_gone, run_until_complete, serve
 from ._services import LocalServices
-from ._settings import DEFAULT_SOCKET_MODE, Settings
+from ._settings import DEFAULT_LIMITS, DEFAULT_SOCKET_MODE, Limits, Settings, parse_group
 
 log = logging.getLogger("a6runner")
 
@@ -59,7 +58,7 @@ async def serve_single(
 ) -> None:
     """Serve in this process (``--workers 1``) until ``stop`` is set: conf tokens and
     token buckets live here."""
-    sock = bind_unix_socket(settings.socket_path, settings.socket_mode)
+    listener = Listener(settings.socket_path, settings.socket_mode, settings.socket_group)
     try:
         log.info(
             "listening on %s (%d plugins: %s; conf TTL %gs)",
@@ -68,11 +67,18 @@ async def serve_single(
             ", ".join(sorted(plugins)) or "none",
             settings.conf_ttl,
         )
-        await serve(sock, ConfStore(plugins, settings.conf_ttl), LocalServices(), stop, on_ready)
+        confs = ConfStore(plugins, settings.conf_ttl)
+        await serve(
+            listener.sock,
+            confs,
+            LocalServices(),
+            stop,
+            on_ready,
+            limits=settings.limits,
+            plugins=plugins,
+        )
     finally:
-        sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(settings.socket_path)
+        listener.close()
 
 
 def run_with_settings(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
@@ -92,8 +98,18 @@ def run_with_settings(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    if settings.parent_watch:
+        parent = os.getppid()
+
+        def watch_parent() -> None:
+            if parent_gone(parent):
+                stop.set()
+            else:
+                loop.call_later(PARENT_CHECK, watch_parent)
+
+        loop.call_later(PARENT_CHECK, watch_parent)
     try:
-        loop.run_until_complete(serve_single(settings, plugins, stop))
+        run_until_complete(loop, serve_single(settings, plugins, stop))
     finally:
         loop.close()
     log.info("stopped after %.1fs", time.monotonic() - started)
@@ -112,6 +128,9 @@ def run(
     socket_mode: int = DEFAULT_SOCKET_MODE,
     loop: str = "auto",
     log_level: str = "info",
+    limits: Limits = DEFAULT_LIMITS,
+    socket_group: str | int | None = None,
+    parent_watch: bool = True,
 ) -> int:
     """Run a runner serving ``plugins`` (plugin classes) until SIGTERM/SIGINT.
 
@@ -119,8 +138,10 @@ def run(
     ``APISIX_CONF_EXPIRE_TIME``); ``listen``/``conf_expire_time`` override them.
     ``plugin_paths`` are files, directories or modules to load plugins from (as
     ``--plugins``); the bundled plugins and the ``a6runner.plugins`` entry points are added
-    unless disabled. Returns the exit status (0 after a clean shutdown), like
-    ``a6-runner run``.
+    unless disabled. ``limits`` bound what a call and a connection may take;
+    ``socket_group`` is a group name or gid for the socket file; with ``parent_watch`` the
+    runner exits when the process that started it exits. Returns the exit status (0 after
+    a clean shutdown), like ``a6-runner run``.
     """
     from ._registry import build_registry
 
@@ -129,6 +150,12 @@ def run(
     settings.workers = workers
     settings.socket_mode = socket_mode
     settings.loop = loop
+    settings.limits = limits
+    settings.parent_watch = parent_watch
+    if socket_group is not None:
+        settings.socket_group = (
+            socket_group if isinstance(socket_group, int) else parse_group(socket_group)
+        )
     registry = build_registry(plugins, plugin_paths, bundled=bundled, entry_points=entry_points)
     log.info("%s", version())
     return run_with_settings(settings, {name: r.plugin for name, r in registry.items()})

@@ -10,6 +10,10 @@ from ._errors import ConfigError
 DEFAULT_CONF_EXPIRE_TIME = 3600.0
 CONF_TTL_FACTOR = 1.2  # keep confs a bit longer than APISIX caches their tokens
 DEFAULT_SOCKET_MODE = 0o766  # APISIX workers often run as nobody: they must connect
+# APISIX reads a call's answer with a 60 s timeout: give up on a call just before it does.
+DEFAULT_CALL_TIMEOUT = 56.0
+DEFAULT_FRAME_MEMORY = 128 << 20  # bytes of frames still arriving, per worker
+DEFAULT_STALL_WARNING = 0.1  # seconds a filter may block the event loop before a warning
 
 
 def parse_listen_address(value: str, source: str = "APISIX_LISTEN_ADDRESS") -> str:
@@ -17,6 +21,18 @@ def parse_listen_address(value: str, source: str = "APISIX_LISTEN_ADDRESS") -> s
     if not value.startswith("unix:") or len(value) <= len("unix:"):
         raise ConfigError(f"{source} must be 'unix:/path/to/socket', got {value!r}")
     return value[len("unix:") :]
+
+
+def parse_group(value: str, source: str = "--socket-group") -> int:
+    """A group name or numeric gid, as chgrp takes it."""
+    import grp
+
+    try:
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        if value.isdigit():
+            return int(value)
+        raise ConfigError(f"{source}: no group named {value!r}") from None
 
 
 def parse_conf_expire_time(value: str, source: str = "APISIX_CONF_EXPIRE_TIME") -> float:
@@ -29,6 +45,22 @@ def parse_conf_expire_time(value: str, source: str = "APISIX_CONF_EXPIRE_TIME") 
     return seconds
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one serving process allows a call and a connection (see README, Hardening)."""
+
+    # A call not answered after this many seconds is ended (0: no deadline).
+    call_timeout: float = DEFAULT_CALL_TIMEOUT
+    # Frames still arriving (and frames queued behind a call) may hold this many bytes in
+    # all; beyond it, connections starting another frame wait, unread, for their turn.
+    frame_memory: int = DEFAULT_FRAME_MEMORY
+    # A filter blocking the event loop this long is logged by name (0: no watchdog).
+    stall_warning: float = DEFAULT_STALL_WARNING
+
+
+DEFAULT_LIMITS = Limits()
+
+
 @dataclass
 class Settings:
     socket_path: str
@@ -36,6 +68,10 @@ class Settings:
     socket_mode: int = DEFAULT_SOCKET_MODE
     workers: int = 1
     loop: str = "auto"  # auto | uvloop | asyncio
+    limits: Limits = DEFAULT_LIMITS
+    socket_group: int | None = None  # gid the socket file is given (chgrp), if any
+    # Exit when the process that started the runner (APISIX) exits.
+    parent_watch: bool = True
 
     @property
     def conf_ttl(self) -> float:
