@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from ._errors import A6Error
-from ._kernels import implementation
 from ._registry import PluginLoadError, build_registry
-from ._runner import Settings, run_with_settings, setup_logging
-
-log = logging.getLogger("a6runner")
+from ._runner import run, version
+from ._settings import DEFAULT_CALL_TIMEOUT, DEFAULT_FRAME_MEMORY, DEFAULT_STALL_WARNING, Limits
 
 
 def _socket_mode(value: str) -> int:
@@ -31,6 +27,21 @@ def _positive_int(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return n
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 turns it off), not {value!r}")
+    return seconds
+
+
+def _mebibytes(value: str) -> int:
+    n = _positive_int(value)
+    return n << 20
 
 
 def _add_plugin_options(p: argparse.ArgumentParser) -> None:
@@ -51,7 +62,7 @@ def _add_plugin_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="a6-runner", description=__doc__)
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action="version", version=version())
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_run = sub.add_parser("run", help="serve APISIX on APISIX_LISTEN_ADDRESS")
@@ -72,6 +83,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="event loop"
     )
     p_run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p_run.add_argument(
+        "--socket-group",
+        metavar="GROUP",
+        help="give the socket file this group (with --socket-mode 0760, only that group's "
+        "processes may connect)",
+    )
+    p_run.add_argument(
+        "--call-timeout",
+        type=_seconds,
+        default=DEFAULT_CALL_TIMEOUT,
+        metavar="SECONDS",
+        help=f"end a call still running after this long (default {DEFAULT_CALL_TIMEOUT:g}, "
+        "just under APISIX's 60 s; 0: never)",
+    )
+    p_run.add_argument(
+        "--max-frame-memory",
+        type=_mebibytes,
+        default=DEFAULT_FRAME_MEMORY,
+        metavar="MIB",
+        help="memory for frames still arriving, per process; beyond it connections wait "
+        f"their turn, unread (default {DEFAULT_FRAME_MEMORY >> 20})",
+    )
+    p_run.add_argument(
+        "--stall-warning",
+        type=_seconds,
+        default=DEFAULT_STALL_WARNING,
+        metavar="SECONDS",
+        help="log a plugin that blocks the event loop this long "
+        f"(default {DEFAULT_STALL_WARNING:g}; 0: off)",
+    )
+    p_run.add_argument(
+        "--no-parent-watch",
+        action="store_true",
+        help="keep running when the process that started the runner exits (a runner "
+        "started by hand under a process supervisor)",
+    )
     _add_plugin_options(p_run)
 
     p_plugins = sub.add_parser("plugins", help="list the registered plugins and their origin")
@@ -84,32 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        v = version("a6runner")
-    except PackageNotFoundError:
-        v = "unknown"
-    return f"a6runner {v} ({implementation()} kernels, Python {sys.version.split()[0]})"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
-            setup_logging(args.log_level)
-            settings = Settings.from_env(os.environ, args.listen, args.conf_expire_time)
-            settings.socket_mode = args.socket_mode
-            settings.workers = args.workers
-            settings.loop = args.loop
-            registry = build_registry(
-                paths=args.plugins,
+            return run(
+                listen=args.listen,
+                conf_expire_time=args.conf_expire_time,
+                workers=args.workers,
+                plugin_paths=args.plugins,
                 bundled=not args.no_bundled,
                 entry_points=not args.no_entry_points,
+                socket_mode=args.socket_mode,
+                loop=args.loop,
+                log_level=args.log_level,
+                limits=Limits(args.call_timeout, args.max_frame_memory, args.stall_warning),
+                socket_group=args.socket_group,
+                parent_watch=not args.no_parent_watch,
             )
-            log.info("%s", _version())
-            return run_with_settings(settings, {name: r.plugin for name, r in registry.items()})
         if args.command == "plugins":
             registry = build_registry(
                 paths=args.plugins,

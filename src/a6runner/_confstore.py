@@ -52,7 +52,7 @@ def parse_entries(plugins: Mapping[str, Plugin], conf: RawConf) -> tuple[tuple[P
             continue
         try:
             parsed.append((plugin, plugin.parse_conf(raw)))
-        except Exception as exc:  # a plugin's parse_conf may raise anything: skip the entry
+        except BaseException as exc:  # a plugin's parse_conf may raise anything: skip it
             log.warning("conf entry %r skipped: %s: %s", name, type(exc).__name__, exc)
     return tuple(parsed)
 
@@ -62,12 +62,14 @@ class PreparedConf:
     """A route's parsed plugin chain, ready to call."""
 
     entries: tuple[tuple[Plugin, Any], ...]
-    request_filters: Filters = field(init=False)
-    response_filters: Filters = field(init=False)
+    # (request filters, response filters): indexed by the phase, see _chain.Phase.index
+    filters: tuple[Filters, Filters] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.request_filters = _filters(self.entries, "request_filter")
-        self.response_filters = _filters(self.entries, "response_filter")
+        self.filters = (
+            _filters(self.entries, "request_filter"),
+            _filters(self.entries, "response_filter"),
+        )
 
     @classmethod
     def parse(cls, plugins: Mapping[str, Plugin], conf: RawConf) -> PreparedConf:

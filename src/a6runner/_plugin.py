@@ -253,40 +253,6 @@ class Request(_CallBase):
         for name, value in pairs:
             r.headers.add(name, value)
 
-    # -- used by the runner -------------------------------------------------------------
-
-    @property
-    def ends_chain(self) -> bool:
-        """True once a filter wrote a response (Stop): later filters are not called."""
-        r = self._response
-        return r is not None and r.written
-
-    def build_reply(self) -> bytes:
-        """The HTTPReqCall.Resp frame for what the filters did."""
-        r = self._response
-        if r is not None and r.written:
-            entries = r.headers.items() if r._headers is not None else []
-            rh = self._resp_headers
-            if rh is not None and len(rh):
-                # resp_headers written by earlier plugins still reach the client,
-                # unless the stopping plugin set the same name.
-                stop_names = {n.lower() for n, _ in entries}
-                entries = [e for e in rh.items() if e[0].lower() not in stop_names] + entries
-            return codec.build_stop(self.id, r.status, entries, r.body)
-        path = self._path
-        if path is not None and path == self._decoded.path:
-            path = None
-        h = self._headers
-        hdr_changes = h.changes_joined() if h is not None else ()  # [] when unchanged
-        a = self._args
-        arg_changes = a.changes() if a is not None else ()
-        rh = self._resp_headers
-        resp_entries = rh.items() if rh is not None else ()
-        body = self._new_body or None
-        if path is None and not hdr_changes and not arg_changes and not resp_entries and not body:
-            return codec.build_http_req_call_resp(self.id)
-        return codec.build_rewrite(self.id, path, hdr_changes, arg_changes, resp_entries, body)
-
 
 class ResponseWriter:
     """The client response a request-phase plugin writes (a Stop action)."""
@@ -329,13 +295,6 @@ class ResponseWriter:
         return bool(
             self._status or self._body or (self._headers is not None and len(self._headers))
         )
-
-
-# Hop-by-hop and framing headers never forwarded in an HTTPRespCall reply: APISIX frames
-# the (possibly new) body itself.
-_DROP_ALWAYS = ("content-length", "transfer-encoding", "connection")
-# Representation validators that a new body invalidates.
-_DROP_ON_NEW_BODY = (*_DROP_ALWAYS, "etag", "content-md5")
 
 
 class Response(_CallBase):
@@ -388,31 +347,3 @@ class Response(_CallBase):
     def set_body(self, body: bytes | str) -> None:
         """Replace the response body sent to the client."""
         self._new_body = body.encode() if isinstance(body, str) else bytes(body)
-
-    # -- used by the runner -------------------------------------------------------------
-
-    @property
-    def ends_chain(self) -> bool:
-        """True once a filter changed status, headers or body: later filters are skipped."""
-        h = self._headers
-        return (
-            (self._status is not None and self._status != self._decoded.status)
-            or self._new_body is not None
-            or (h is not None and h.changed)
-        )
-
-    def build_reply(self) -> bytes:
-        """The HTTPRespCall.Resp frame for what the filters did."""
-        # A status a filter set is sent even when it equals the upstream's (0 = unchanged).
-        status = self._status if self._status is not None else 0
-        h = self._headers
-        body = self._new_body
-        entries: list[tuple[str, str]] = []
-        if body is not None or (h is not None and h.changed):
-            # APISIX replaces the upstream headers with exactly what we send: send them all.
-            # The filters are done: dropping from the map itself uses its folded names.
-            resulting = self.headers
-            for name in _DROP_ON_NEW_BODY if body is not None else _DROP_ALWAYS:
-                resulting.delete(name)
-            entries = resulting.items()
-        return codec.build_http_resp_call_resp(self.id, status, entries, body)

@@ -497,7 +497,9 @@ def run_runner(
     Confs are kept ``conf_expire_time`` x 1.2 seconds, as in production.
     """
     from ._registry import build_registry
-    from ._runner import Settings, new_event_loop, serve_single
+    from ._runner import serve_single
+    from ._server import new_event_loop
+    from ._settings import Settings
 
     registry = build_registry(plugins, bundled=bundled, entry_points=False)
     settings = Settings(socket_path or _temp_socket_path(), conf_expire_time)
