@@ -33,7 +33,9 @@ import ipaddress
 import itertools
 import json
 import os
+import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -465,8 +467,25 @@ class AsyncClient:
 # -- runners to test against ------------------------------------------------------------------
 
 
-def _temp_socket_path() -> str:
-    return os.path.join(tempfile.mkdtemp(prefix="a6runner-"), "runner.sock")
+def _remove_socket(path: str) -> None:
+    """Remove ``path`` if it is a socket (what a killed runner leaves behind); anything else
+    at the path is left alone."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+
+
+@contextlib.contextmanager
+def _socket_path(socket_path: str | None) -> Iterator[str]:
+    """``socket_path``, or one in a new temporary folder removed afterwards."""
+    if socket_path is not None:
+        yield socket_path
+        return
+    folder = tempfile.mkdtemp(prefix="a6runner-")
+    try:
+        yield os.path.join(folder, "runner.sock")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class RunnerHandle:
@@ -500,37 +519,39 @@ def run_runner(
     from ._runner import Settings, new_event_loop, serve_single
 
     registry = build_registry(plugins, bundled=bundled, entry_points=False)
-    settings = Settings(socket_path or _temp_socket_path(), conf_expire_time)
-    loop = new_event_loop()
-    ready = threading.Event()
-    failure: list[BaseException] = []
-    stop: asyncio.Event | None = None
+    with _socket_path(socket_path) as path:
+        settings = Settings(path, conf_expire_time)
+        loop = new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        stop: asyncio.Event | None = None
 
-    async def main() -> None:
-        nonlocal stop
-        stop = asyncio.Event()
-        await serve_single(settings, {n: r.plugin for n, r in registry.items()}, stop, ready.set)
+        async def main() -> None:
+            nonlocal stop
+            stop = asyncio.Event()
+            plugin_map = {n: r.plugin for n, r in registry.items()}
+            await serve_single(settings, plugin_map, stop, ready.set)
 
-    def thread_main() -> None:
+        def thread_main() -> None:
+            try:
+                loop.run_until_complete(main())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+            finally:
+                loop.close()
+
+        thread = threading.Thread(target=thread_main, name="a6runner-test", daemon=True)
+        thread.start()
+        ready.wait(10)
+        if failure:
+            raise failure[0]
         try:
-            loop.run_until_complete(main())
-        except BaseException as exc:
-            failure.append(exc)
-            ready.set()
+            yield RunnerHandle(settings.socket_path)
         finally:
-            loop.close()
-
-    thread = threading.Thread(target=thread_main, name="a6runner-test", daemon=True)
-    thread.start()
-    ready.wait(10)
-    if failure:
-        raise failure[0]
-    try:
-        yield RunnerHandle(settings.socket_path)
-    finally:
-        if stop is not None:
-            loop.call_soon_threadsafe(stop.set)
-        thread.join(5)
+            if stop is not None:
+                loop.call_soon_threadsafe(stop.set)
+            thread.join(5)
 
 
 class RunnerProcess(RunnerHandle):
@@ -566,38 +587,55 @@ def _can_connect(path: str) -> bool:
 def spawn_runner(
     args: Sequence[str] = (),
     *,
+    command: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     socket_path: str | None = None,
     conf_expire_time: float | None = None,
     startup_timeout: float = 20.0,
 ) -> Iterator[RunnerProcess]:
     """Start ``a6-runner run ARGS`` with APISIX's environment variables and wait until
-    it accepts connections. Its stderr goes to a file: ``handle.log()``."""
-    path = socket_path or _temp_socket_path()
-    log_path = path + ".log"
-    full_env = dict(os.environ if env is None else env)
-    full_env["APISIX_LISTEN_ADDRESS"] = f"unix:{path}"
-    if conf_expire_time is not None:
-        full_env["APISIX_CONF_EXPIRE_TIME"] = str(conf_expire_time)
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "a6runner", "run", *args],
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    handle = RunnerProcess(path, process, log_path)
-    deadline = time.monotonic() + startup_timeout
-    try:
-        while not (os.path.exists(path) and _can_connect(path)):
-            if process.poll() is not None:
-                raise RuntimeError(f"runner exited with {process.returncode}: {handle.log()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"runner did not listen on {path} in {startup_timeout}s")
-            time.sleep(0.02)
-        yield handle
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
+    it accepts connections. Its stdout and stderr go to a file: ``handle.log()``.
+
+    ``command`` starts another runner instead of ``python -m a6runner run`` (``args`` are
+    appended to it): the Go runner's binary, ``a6-runner run --workers 2``, anything that
+    listens where ``APISIX_LISTEN_ADDRESS`` says. ``env`` replaces this process's
+    environment; ``conf_expire_time`` sets ``APISIX_CONF_EXPIRE_TIME``. On leaving the
+    block the runner is killed if still running, and the log, a socket left behind and
+    the temporary folder (when ``socket_path`` is not given) are removed.
+    """
+    argv = [*([sys.executable, "-m", "a6runner", "run"] if command is None else command), *args]
+    with _socket_path(socket_path) as path:
+        log_path = path + ".log"
+        full_env = dict(os.environ if env is None else env)
+        full_env["APISIX_LISTEN_ADDRESS"] = f"unix:{path}"
+        if conf_expire_time is not None:
+            full_env["APISIX_CONF_EXPIRE_TIME"] = f"{conf_expire_time:g}"
+        try:
+            with open(log_path, "wb") as log_file:
+                process = subprocess.Popen(
+                    argv,
+                    env=full_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+            handle = RunnerProcess(path, process, log_path)
+            deadline = time.monotonic() + startup_timeout
+            try:
+                while not (os.path.exists(path) and _can_connect(path)):
+                    if process.poll() is not None:
+                        raise RuntimeError(
+                            f"runner exited with {process.returncode}: {handle.log()}"
+                        )
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"runner did not listen on {path} in {startup_timeout}s")
+                    time.sleep(0.02)
+                yield handle
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(5)
+        finally:
+            _remove_socket(path)
+            with contextlib.suppress(OSError):
+                os.unlink(log_path)
