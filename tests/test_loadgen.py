@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -272,3 +273,75 @@ def test_scenarios_match_a6load() -> None:
     }
     assert len(lg.REQ_ARGS) == 3 and len(lg.REQ_HEADERS) == 13 and len(lg.RESP_HEADERS) == 8
     assert len(lg.resp_body(4096)) == 4096
+
+
+# -- ExtraInfo: answers by var name, several questions of one read in one write --------------
+
+
+class PipeliningFake:
+    """Answers each HTTPReqCall after asking 3 vars in one write; the call fails with
+    BAD_REQUEST unless the 3 answers came back in order, with the scenario's value for
+    content_type and the driver's default for the others."""
+
+    QUESTIONS = b"".join(
+        kcodec.build_extra_info_req(kcodec.INFO_VAR, n) for n in ("content_type", "a", "b")
+    )
+    EXPECTED = [b"application/json; charset=utf-8", lg.EXTRA_VAR, lg.EXTRA_VAR]
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(8)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        splitter = kcodec.FrameSplitter()
+        pending: list[tuple[int, bytes]] = []
+
+        def frame() -> tuple[int, bytes]:
+            while not pending:
+                data = conn.recv(65536)
+                if not data:
+                    raise ConnectionError
+                pending.extend(splitter.feed(data))
+            return pending.pop(0)
+
+        with conn, contextlib.suppress(OSError):
+            while True:
+                typ, payload = frame()
+                if typ == kcodec.RPC_PREPARE_CONF:
+                    conn.sendall(kcodec.build_prepare_conf_resp(7))
+                    continue
+                call_id = kcodec.decode_http_req_call_req(payload).id
+                conn.sendall(self.QUESTIONS)
+                got = [kcodec.decode_extra_info_resp(frame()[1]) for _ in range(3)]
+                if got == self.EXPECTED:
+                    conn.sendall(kcodec.build_http_req_call_resp(call_id))
+                else:
+                    conn.sendall(kcodec.build_err_resp(kcodec.ERR_BAD_REQUEST))
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_questions_of_one_read_are_answered_in_one_round_trip(tmp_path: Path) -> None:
+    fake = PipeliningFake(str(tmp_path / "fake.sock"))
+    try:
+        res = lg.drive(_cfg(fake.path, "request-validation", conns=2), 0.2, 0.8)
+    finally:
+        fake.close()
+    assert res.errors == 0, (res.counts, res.messages)
+    assert res.calls > 0
+    # 3 questions per call in one round trip (give or take the calls in flight when the
+    # warm-up ended)
+    assert res.calls - 2 <= res.round_trips <= res.calls + 2
+    assert res.extra == 3 * res.round_trips

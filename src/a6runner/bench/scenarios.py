@@ -83,6 +83,19 @@ SCENARIOS: dict[str, Scenario] = {
             BODY_ANY,
             "unknown plugin: empty Resp",
         ),
+        Scenario(
+            "request-validation",
+            "request-validation",
+            '{"allowed_content_types":["application/json"],"max_body_bytes":65536,'
+            '"required_json_fields":["user","action"]}',
+            REQ,
+            codec.ACTION_NONE,
+            BODY_ANY,
+            "async filter: asks the content_type var, then the request body (JSON fields)",
+            asks=2,
+            vars=(("content_type", b"application/json; charset=utf-8"),),
+            in_a6load=False,
+        ),
     )
 }
 
