@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -345,3 +346,61 @@ def test_questions_of_one_read_are_answered_in_one_round_trip(tmp_path: Path) ->
     # warm-up ended)
     assert res.calls - 2 <= res.round_trips <= res.calls + 2
     assert res.extra == 3 * res.round_trips
+
+
+# -- the progress line -----------------------------------------------------------------------
+
+
+def test_progress_line_format() -> None:
+    from a6runner.bench.cli import format_progress
+    from a6runner.bench.driver import Progress
+
+    warming = format_progress(Progress(None, 0, 0), 1.2, 2.0, 8.0)
+    assert warming == "a6-runner bench: warming up 1/2 s"
+    measuring = format_progress(Progress(2.0, 300_000, 3), 4.0, 2.0, 8.0)
+    assert measuring == "a6-runner bench: 2.0/8 s  150,000 calls/s  300,000 calls  3 errors"
+    # the last update may come a little after the end: never past the duration
+    assert format_progress(Progress(8.01, 10, 0), 10.0, 2.0, 8.0).startswith(
+        "a6-runner bench: 8.0/8 s"
+    )
+
+
+def test_bench_is_quiet_when_piped(fake: FakeRunner, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--sock", fake.path, "--scenario", "say", "--conns", "1"]
+    assert lg.main([*argv, "--duration", "0.3", "--warmup", "0.1"]) == 0
+    captured = capsys.readouterr()
+    assert "RESULT" in captured.out
+    assert captured.err == ""
+
+
+def test_bench_shows_progress_on_a_terminal(fake: FakeRunner) -> None:
+    """stderr on a pseudo-terminal: the progress line is drawn (at least its final state,
+    whatever the timing) and erased; stdout, a pipe, gets the report only."""
+    import pty
+
+    master, slave = pty.openpty()
+    argv = [sys.executable, "-m", "a6runner", "bench", "--sock", fake.path, "--conns", "1"]
+    try:
+        process = subprocess.Popen(
+            [*argv, "--duration", "0.3", "--warmup", "0.1"],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            stdin=subprocess.DEVNULL,
+        )
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other end closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out, _ = process.communicate(timeout=30)
+    finally:
+        os.close(master)
+    assert process.returncode == 0
+    assert b"\r" in shown and b" calls/s  " in shown and b" errors" in shown
+    assert shown.endswith(b"\r")  # erased: the report is not mixed with it
+    assert b"calls/s" in out and b"\r" not in out

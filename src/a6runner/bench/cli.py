@@ -10,11 +10,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from .._kernels import codec
 from ..testing import RunnerProcess, spawn_runner
-from .driver import DriverConfig, drive
+from .driver import DriverConfig, Progress, drive
 from .procwatch import RunnerWatch
 from .scenarios import ACT_ANY, SCENARIOS
 from .stats import DriverResult, percentile_us
@@ -59,6 +59,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="-- RUNNER COMMAND",
         help="start this command as the runner (APISIX's environment), measure it, stop it",
     )
+
+
+def format_progress(p: Progress, elapsed_s: float, warmup_s: float, duration_s: float) -> str:
+    """The progress line: the warm-up, then the measured seconds, calls/s and errors."""
+    if p.measured_s is None:
+        return f"a6-runner bench: warming up {min(elapsed_s, warmup_s):.0f}/{warmup_s:g} s"
+    rate = p.calls / p.measured_s if p.measured_s > 0 else 0.0
+    return (
+        f"a6-runner bench: {min(p.measured_s, duration_s):.1f}/{duration_s:g} s  "
+        f"{rate:,.0f} calls/s  {p.calls:,} calls  {p.errors:,} errors"
+    )
+
+
+class ProgressLine:
+    """The live progress line on a terminal, rewritten in place and erased at the end."""
+
+    def __init__(self, stream: TextIO, warmup_s: float, duration_s: float) -> None:
+        self.stream = stream
+        self.warmup_s = warmup_s
+        self.duration_s = duration_s
+        self.started = time.monotonic()
+        self.width = 0
+
+    def show(self, p: Progress) -> None:
+        elapsed = time.monotonic() - self.started
+        text = format_progress(p, elapsed, self.warmup_s, self.duration_s)
+        self.stream.write("\r" + text.ljust(self.width))
+        self.stream.flush()
+        self.width = len(text)
+
+    def close(self) -> None:
+        if self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
 
 
 @contextlib.contextmanager
@@ -116,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
                 resp_body_size=args.resp_body_size,
                 timeout_s=args.timeout,
             )
+            # on a terminal only: piped or captured, the output is the report alone
+            line = ProgressLine(sys.stderr, args.warmup, args.duration)
+            progress = line if sys.stderr.isatty() else None
             try:
                 res = drive(
                     cfg,
@@ -124,8 +161,12 @@ def run(args: argparse.Namespace) -> int:
                     args.procs,
                     watch.start if watch else None,
                     watch.end if watch else None,
+                    progress.show if progress else None,
                 )
+                if progress is not None:
+                    progress.show(Progress(res.elapsed_s, res.calls, res.errors))
             finally:
+                line.close()
                 if runner is not None:
                     alive = runner.process.poll() is None
                     exit_code = _stop(runner)

@@ -31,6 +31,7 @@ import array
 import contextlib
 import gc
 import json
+import mmap
 import os
 import resource
 import select
@@ -40,6 +41,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .._kernels import codec
 from .scenarios import (
@@ -71,8 +73,20 @@ ERROR_KIND = {
     codec.ERR_CONF_TOKEN_NOT_FOUND: "err_conf_token_not_found",
 }
 
+
+class Progress(NamedTuple):
+    """Where a run is, about once a second: ``measured_s`` is None during the warm-up."""
+
+    measured_s: float | None
+    calls: int
+    errors: int
+
+
+OnProgress = Callable[[Progress], None]
+
 ST_PREP, ST_CALL, ST_DEAD = 1, 2, 3
 _READ_SIZE = 1 << 16
+_COUNTERS = struct.Struct("<QQ")  # calls, errors
 _EXTRA_CACHE_MAX = 64
 
 
@@ -511,8 +525,10 @@ class Driver:
         t_end: int,
         on_measure_start: Callable[[], None] | None = None,
         on_measure_end: Callable[[], None] | None = None,
+        on_progress: OnProgress | None = None,
     ) -> DriverResult:
-        """Warm up until ``t_measure`` and measure until ``t_end`` (time.monotonic_ns)."""
+        """Warm up until ``t_measure`` and measure until ``t_end`` (time.monotonic_ns);
+        ``on_progress`` is called about once a second."""
         for conn in self.all:
             self._open(conn)
         res = self.res
@@ -627,6 +643,9 @@ class Driver:
                         if on_measure_end is not None:
                             on_measure_end()
                         break
+                    if on_progress is not None:
+                        measured = (now - m_start) / 1e9 if measuring else None
+                        on_progress(Progress(measured, calls, res.errors))
                 next_check = min(t_end if measuring else t_measure, last_tick + 1_000_000_000)
         finally:
             if gc_was_enabled:
@@ -661,11 +680,13 @@ def drive(
     procs: int = 1,
     on_measure_start: Callable[[], None] | None = None,
     on_measure_end: Callable[[], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> DriverResult:
     """Run the load with ``procs`` driver processes; returns the merged result.
 
     The callbacks run in this process at the start and the end of the measured window
-    (with procs > 1, at those moments by the clock while the children drive the load).
+    (with procs > 1, at those moments by the clock while the children drive the load);
+    ``on_progress`` about once a second (with procs > 1, the children's counts summed).
     """
     procs = max(1, min(procs, cfg.conns))
     t0 = time.monotonic_ns()
@@ -674,8 +695,10 @@ def drive(
     t_end = t_measure + int(duration_s * 1e9)
     if procs == 1:
         return Driver(cfg, 0, cfg.conns, 1, 1).run(
-            t_measure, t_end, on_measure_start, on_measure_end
+            t_measure, t_end, on_measure_start, on_measure_end, on_progress
         )
+    # each child's latest (calls, errors), shared memory the parent sums for on_progress
+    counters = mmap.mmap(-1, _COUNTERS.size * procs)
     children: list[tuple[int, int]] = []
     start = 0
     for k in range(procs):
@@ -686,24 +709,39 @@ def drive(
             code = 0
             try:
                 os.close(r)
-                res = Driver(cfg, start, n, k + 1, procs).run(t_measure, t_end)
+                slot = _COUNTERS.size * k
+
+                def publish(p: Progress, slot: int = slot) -> None:
+                    _COUNTERS.pack_into(counters, slot, p.calls, p.errors)
+
+                res = Driver(cfg, start, n, k + 1, procs).run(t_measure, t_end, None, None, publish)
                 payload = json.dumps(res.to_json()).encode()
             except BaseException as exc:
                 payload = json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
                 code = 1
             try:
-                with os.fdopen(w, "wb") as f:
-                    f.write(payload)
+                with os.fdopen(w, "wb") as out:
+                    out.write(payload)
             finally:
                 os._exit(code)
         os.close(w)
         children.append((pid, r))
         start += n
+
+    def report() -> None:
+        if on_progress is None:
+            return
+        now = time.monotonic_ns()
+        measured = (now - t_measure) / 1e9 if now >= t_measure else None
+        sums = [sum(c) for c in zip(*_COUNTERS.iter_unpack(counters), strict=True)]
+        on_progress(Progress(measured, sums[0], sums[1]))
+
     try:
         for when, cb in ((t_measure, on_measure_start), (t_end, on_measure_end)):
-            delay = (when - time.monotonic_ns()) / 1e9
-            if delay > 0:
-                time.sleep(delay)
+            while (delay := (when - time.monotonic_ns()) / 1e9) > 0:
+                time.sleep(min(delay, 1.0))
+                if delay > 1.0:
+                    report()
             if cb is not None:
                 cb()
         results: list[DriverResult] = []
@@ -731,3 +769,4 @@ def drive(
                 os.kill(pid, signal.SIGTERM)
                 os.close(r)
                 os.waitpid(pid, 0)
+        counters.close()
