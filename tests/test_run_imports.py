@@ -1,4 +1,5 @@
-"""``a6-runner run`` loads the runtime only: not the load driver, not the testing kit.
+"""``a6-runner run`` loads the runtime only: not the load driver, not ``a6-runner call``,
+not the testing kit.
 
 Checked from inside a real ``a6-runner run`` process: a plugin loaded with ``--plugins``
 answers which a6runner modules that process has loaded.
@@ -28,7 +29,7 @@ class LoadedModules(Plugin):
         req.respond(200, json.dumps(names))
 """
 
-TOOLS = ("a6runner.bench", "a6runner.testing")
+TOOLS = ("a6runner.bench", "a6runner._call", "a6runner.testing")
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_plugins = sub.add_parser("plugins", help="list the registered plugins and their origin")
     _add_plugin_options(p_plugins)
 
-    # its own parser (a6runner.bench), so that `a6-runner run` never imports the driver
+    # listed here for --help; main() hands them their arguments before parsing
+    sub.add_parser("call", help="send one call to a runner, print the answer", add_help=False)
     sub.add_parser("bench", help="APISIX-like end-to-end load driver", add_help=False)
     return parser
 
@@ -94,6 +95,11 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    # `call` and `bench` have their own parsers and imports: `a6-runner run` never loads them
+    if argv[:1] == ["call"]:
+        from ._call import main as call_main
+
+        return call_main(argv[1:])
     if argv[:1] == ["bench"]:
         from .bench.cli import main as bench_main
 

@@ -572,11 +572,13 @@ def _socket_path(socket_path: str | None) -> Iterator[str]:
 
 
 class RunnerHandle:
-    """A runner serving in a background thread of this process."""
+    """A runner serving in a background thread of this process; ``plugins`` are the ones it
+    serves, by name (empty when unknown, as for a runner in another process)."""
 
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: str, plugins: Mapping[str, Plugin] | None = None) -> None:
         self.socket_path = socket_path
         self.listen_address = f"unix:{socket_path}"
+        self.plugins: Mapping[str, Plugin] = plugins or {}
 
     def client(self, timeout: float = 30.0) -> Client:
         return Client(self.socket_path, timeout)
@@ -592,16 +594,22 @@ def run_runner(
     bundled: bool = False,
     conf_expire_time: float = 3600.0,
     socket_path: str | None = None,
+    paths: Sequence[str] = (),
+    entry_points: bool = False,
 ) -> Iterator[RunnerHandle]:
     """Run a runner in a background thread for the duration of the ``with`` block.
 
-    ``plugins``: the plugin classes to serve; ``bundled=True`` adds the bundled plugins.
-    Confs are kept ``conf_expire_time`` x 1.2 seconds, as in production.
+    ``plugins``: the plugin classes to serve; ``bundled=True`` adds the bundled plugins;
+    ``paths`` and ``entry_points=True`` add plugins as ``a6-runner run --plugins`` and the
+    ``a6runner.plugins`` entry points do (a module that fails to load raises
+    ``PluginLoadError``). Confs are kept ``conf_expire_time`` x 1.2 seconds, as in
+    production.
     """
     from ._registry import build_registry
     from ._runner import Settings, new_event_loop, serve_single
 
-    registry = build_registry(plugins, bundled=bundled, entry_points=False)
+    registry = build_registry(plugins, paths, bundled=bundled, entry_points=entry_points)
+    plugin_map = {n: r.plugin for n, r in registry.items()}
     with _socket_path(socket_path) as path:
         settings = Settings(path, conf_expire_time)
         loop = new_event_loop()
@@ -612,7 +620,6 @@ def run_runner(
         async def main() -> None:
             nonlocal stop
             stop = asyncio.Event()
-            plugin_map = {n: r.plugin for n, r in registry.items()}
             await serve_single(settings, plugin_map, stop, ready.set)
 
         def thread_main() -> None:
@@ -630,7 +637,7 @@ def run_runner(
         if failure:
             raise failure[0]
         try:
-            yield RunnerHandle(settings.socket_path)
+            yield RunnerHandle(settings.socket_path, plugin_map)
         finally:
             if stop is not None:
                 loop.call_soon_threadsafe(stop.set)
