@@ -699,7 +699,11 @@ def spawn_runner(
         full_env = dict(os.environ if env is None else env)
         full_env["APISIX_LISTEN_ADDRESS"] = f"unix:{path}"
         if conf_expire_time is not None:
-            full_env["APISIX_CONF_EXPIRE_TIME"] = f"{conf_expire_time:g}"
+            # whole seconds as APISIX writes them ("3600", which the Go runner parses)
+            seconds = float(conf_expire_time)
+            full_env["APISIX_CONF_EXPIRE_TIME"] = (
+                str(int(seconds)) if seconds.is_integer() else str(conf_expire_time)
+            )
         try:
             with open(log_path, "wb") as log_file:
                 process = subprocess.Popen(
