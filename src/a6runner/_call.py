@@ -18,10 +18,10 @@ import logging
 import socket
 import sys
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ._plugin import METHODS
-from ._registry import PluginLoadError
+from ._registry import PluginLoadError, add_plugin_options
 
 if TYPE_CHECKING:
     from .testing import Reply
@@ -67,8 +67,6 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ._cli import _add_plugin_options
-
     p = argparse.ArgumentParser(
         prog="a6-runner call",
         description=DESCRIPTION,
@@ -93,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--sock", metavar="PATH", help="a running runner's socket")
     runner.add_argument("--listen", metavar="unix:PATH", help="the same, spelled as for `run`")
     runner.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="default 10")
-    _add_plugin_options(cast(argparse.ArgumentParser, runner))  # a group adds arguments alike
+    add_plugin_options(runner)
 
     call = p.add_argument_group("the call")
     call.add_argument(

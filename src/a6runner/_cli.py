@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from ._errors import A6Error
 from ._kernels import implementation
-from ._registry import PluginLoadError, build_registry
+from ._registry import PluginLoadError, add_plugin_options, build_registry
 from ._runner import Settings, run_with_settings, setup_logging
 
 log = logging.getLogger("a6runner")
@@ -31,22 +31,6 @@ def _positive_int(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return n
-
-
-def _add_plugin_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--plugins",
-        action="append",
-        default=[],
-        metavar="PATH|MODULE",
-        help="load plugins from a .py file, a directory of them, or a module (repeatable)",
-    )
-    p.add_argument("--no-bundled", action="store_true", help="do not load the bundled plugins")
-    p.add_argument(
-        "--no-entry-points",
-        action="store_true",
-        help="do not load plugins from the 'a6runner.plugins' entry-point group",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,10 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="event loop"
     )
     p_run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    _add_plugin_options(p_run)
+    add_plugin_options(p_run)
 
     p_plugins = sub.add_parser("plugins", help="list the registered plugins and their origin")
-    _add_plugin_options(p_plugins)
+    add_plugin_options(p_plugins)
 
     # listed here for --help; main() hands them their arguments before parsing
     sub.add_parser("call", help="send one call to a runner, print the answer", add_help=False)
