@@ -153,6 +153,16 @@ def test_response_scenarios_against_go_like_runner(fake: FakeRunner, scenario: s
     assert res.extra >= res.calls - 3
 
 
+def test_answers_larger_than_the_socket_buffer(fake: FakeRunner) -> None:
+    """A 2 MiB response body answer takes many short writes (the rest goes out when the
+    socket is writable again) and its 2 MiB reply many reads."""
+    cfg = _cfg(fake.path, "resp-filter-body", conns=2)
+    cfg.resp_body_size = 2 << 20
+    res = lg.drive(cfg, 0.2, 0.8)
+    assert res.errors == 0, (res.counts, res.messages)
+    assert res.calls > 0 and res.extra >= res.calls - 2
+
+
 def test_wrong_reply_id_is_an_error(faulty: FakeRunner) -> None:
     res = lg.drive(_cfg(faulty.path, "say", conns=2), 0.2, 0.8)
     # good and bad replies alternate on every connection, so the fast path (which takes

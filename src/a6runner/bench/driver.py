@@ -16,6 +16,8 @@ is not what is measured.
   same length that starts with the template is a good reply (one length test and one
   memcmp); anything else goes through the connection's ``codec.FrameSplitter`` and the
   full check.
+* Every write goes through the connection's outbox (``out``) and leaves at one place in
+  the loop, after the event that queued it; a short write arms EPOLLOUT for the rest.
 * ExtraInfo questions are answered with pre-built frames. Every question that arrived in
   one read is answered in one write (one round trip, however many questions a runner
   sends at once), and a read seen once maps straight to its answer bytes.
@@ -115,8 +117,8 @@ class _Conn:
         "id",
         "id_off",
         "idx",
+        "out",
         "partial",
-        "pending",
         "prep",
         "sock",
         "splitter",
@@ -134,7 +136,9 @@ class _Conn:
         self.state = ST_DEAD
         self.splitter = codec.FrameSplitter()  # a new one per socket
         self.partial = False  # the splitter holds the start of a frame
-        self.pending: memoryview | None = None  # unsent tail of a write (socket buffer full)
+        # what to write at the loop's one write (EPOLLOUT is registered while a short
+        # write's rest waits here)
+        self.out: bytes | bytearray | memoryview | None = None
         self.call = bytearray()  # the call frame; only its id bytes change
         self.id_off = 0
         self.id = 0
@@ -284,14 +288,14 @@ class Driver:
         c.fd = s.fileno()
         c.splitter = codec.FrameSplitter()
         c.partial = False
-        c.pending = None
         c.flen = -1
         if c.fd >= len(self.by_fd):
             self.by_fd.extend([None] * (c.fd + 1 - len(self.by_fd)))
         self.by_fd[c.fd] = c
-        self.ep.register(c.fd, select.EPOLLIN)
+        # the PrepareConf goes out at the loop's write when the new socket is writable
+        c.out = c.prep
+        self.ep.register(c.fd, select.EPOLLIN | select.EPOLLOUT)
         c.state = ST_PREP
-        self._send(c, c.prep)
 
     def _kill(self, c: _Conn, reconnect: bool) -> None:
         if c.sock is not None:
@@ -302,7 +306,7 @@ class Driver:
         c.sock = None
         c.fd = -1
         c.state = ST_DEAD
-        c.pending = None
+        c.out = None
         c.flen = -1
         if reconnect:
             self._error("reconnects")
@@ -313,35 +317,10 @@ class Driver:
             self._error("conn_closed", f"conn {c.idx}: {why} (state {c.state})")
         self._kill(c, not self.stopping)
 
-    def _send(self, c: _Conn, data: bytes | bytearray) -> None:
-        """Every write: non-blocking; the rare partial write is finished on EPOLLOUT."""
-        if c.pending is not None:  # still flushing an earlier write: queue behind it
-            c.pending = memoryview(bytes(c.pending) + bytes(data))
-            return
-        try:
-            n = os.write(c.fd, data)
-        except BlockingIOError:
-            n = 0
-        except OSError as exc:
-            self._closed(c, f"write: {exc}")
-            return
-        if n != len(data):
-            c.pending = memoryview(bytes(data))[n:]  # a copy: the call frame is reused
-            self.ep.modify(c.fd, select.EPOLLIN | select.EPOLLOUT)
-
-    def _flush(self, c: _Conn) -> None:
-        assert c.pending is not None
-        try:
-            n = os.write(c.fd, c.pending)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._closed(c, f"write: {exc}")
-            return
-        c.pending = c.pending[n:]
-        if not len(c.pending):
-            c.pending = None
-            self.ep.modify(c.fd, select.EPOLLIN)
+    @staticmethod
+    def _queue(c: _Conn, data: bytes | bytearray) -> None:
+        """Queue bytes for the connection's next write (the loop writes after each event)."""
+        c.out = data if c.out is None else bytes(c.out) + bytes(data)
 
     def _send_call(self, c: _Conn, now: int) -> None:
         cid = self.next_id
@@ -354,7 +333,7 @@ class Driver:
         c.t0 = now
         c.timed_out = False
         c.state = ST_CALL
-        self._send(c, c.call)
+        self._queue(c, c.call)
 
     def _on_prepare(self, c: _Conn, payload: bytes) -> None:
         try:
@@ -397,13 +376,13 @@ class Driver:
                 return False
             if code == codec.ERR_CONF_TOKEN_NOT_FOUND:  # APISIX prepares again and retries
                 c.state = ST_PREP
-                self._send(c, c.prep)
+                self._queue(c, c.prep)
                 return False
             return True
         if c.state == ST_PREP:
             if typ != codec.RPC_PREPARE_CONF:
                 self._error("bad_type")
-                self._send(c, c.prep)
+                self._queue(c, c.prep)
                 return False
             self._on_prepare(c, payload)
             return True
@@ -497,9 +476,7 @@ class Driver:
             if self.measuring:
                 self.res.extra += len(answers)
                 self.res.round_trips += 1
-            self._send(c, batch)
-            if c.splitter is not splitter or c.fd < 0:
-                return
+            self._queue(c, batch)
         if call_over:
             self._send_call(c, now)
         c.flen = c.expect_len if not c.partial and c.state == ST_CALL else -1
@@ -541,12 +518,13 @@ class Driver:
         rmv = memoryview(rbuf)
         clock = time.monotonic_ns
         pack = _PACK_U32
-        send = self._send
+        write = os.write
+        modify = self.ep.modify
         readable = self._readable
         lat = self.lat
         lat_append = lat.append
         extra_get = self.extra_cache.get
-        epollout = select.EPOLLOUT
+        epollin, epollout = select.EPOLLIN, select.EPOLLOUT
         next_id = self.next_id
         id_step = self.id_step
         calls = extra = round_trips = 0
@@ -565,50 +543,70 @@ class Driver:
                     c = by_fd[fd]
                     if c is None:
                         continue
-                    if ev & epollout and c.pending is not None:
-                        self._flush(c)
-                        if c.fd < 0:
+                    out = c.out  # queued earlier: a short write's rest, a new PrepareConf
+                    if ev != epollout:  # something to read (or the peer hung up)
+                        try:
+                            n = readv(fd, rbufs)
+                        except BlockingIOError:
+                            pass  # nothing after all: on to the write
+                        except OSError as exc:
+                            self._closed(c, f"read: {exc}")
                             continue
+                        else:
+                            if n == c.flen and rbuf.startswith(c.expect):
+                                # the fast path: a good final reply (the template holds this
+                                # call's id); send the next call at once, then count this one
+                                cid = next_id
+                                next_id += id_step
+                                if next_id > 0xFFFFFFFF:
+                                    next_id = id_step
+                                call = c.call
+                                pack(call, c.id_off, cid)
+                                out = call if out is None else bytes(out) + call
+                                if measuring:
+                                    calls += 1
+                                    lat_append(now - c.t0)
+                                c.t0 = now
+                                c.id = cid
+                                if c.expect_id_pos >= 0:
+                                    pack(c.expect, c.expect_id_pos, cid)
+                            else:
+                                data = rmv[:n].tobytes()
+                                hit = None if c.partial else extra_get(data)
+                                if hit is not None:  # ExtraInfo questions seen before
+                                    out = hit[0] if out is None else bytes(out) + hit[0]
+                                    if measuring:
+                                        extra += hit[1]
+                                        round_trips += 1
+                                else:  # anything else: what it sends, it queues in c.out
+                                    self.next_id = next_id
+                                    res.calls = calls
+                                    readable(c, data, now)
+                                    next_id = self.next_id
+                                    calls = res.calls
+                                    if c.fd != fd:  # closed (and maybe opened again)
+                                        continue
+                                    out = c.out
+                    # the one write: what this event queued, or the rest of a short write
+                    if out is None:
+                        if ev & epollout:  # the rest went out at the last write
+                            modify(fd, epollin)
+                        continue
                     try:
-                        n = readv(fd, rbufs)
+                        n = write(fd, out)
                     except BlockingIOError:
-                        continue
+                        n = 0
                     except OSError as exc:
-                        self._closed(c, f"read: {exc}")
+                        self._closed(c, f"write: {exc}")
                         continue
-                    if n == c.flen and rbuf.startswith(c.expect):
-                        # the fast path: a good final reply (the template holds this
-                        # call's id); send the next call at once, then count this one
-                        cid = next_id
-                        next_id += id_step
-                        if next_id > 0xFFFFFFFF:
-                            next_id = id_step
-                        call = c.call
-                        pack(call, c.id_off, cid)
-                        send(c, call)
-                        if measuring:
-                            calls += 1
-                            lat_append(now - c.t0)
-                        c.t0 = now
-                        c.id = cid
-                        if c.expect_id_pos >= 0:
-                            pack(c.expect, c.expect_id_pos, cid)
-                        continue
-                    data = rmv[:n].tobytes()
-                    if not c.partial:
-                        hit = extra_get(data)
-                        if hit is not None:  # ExtraInfo questions seen before
-                            send(c, hit[0])
-                            if measuring:
-                                extra += hit[1]
-                                round_trips += 1
-                            continue
-                    # anything else
-                    self.next_id = next_id
-                    res.calls = calls
-                    readable(c, data, now)
-                    next_id = self.next_id
-                    calls = res.calls
+                    if n == len(out):
+                        if c.out is not None:
+                            c.out = None
+                    else:  # the socket buffer is full: the rest when it is writable again
+                        # (a copy of a bytearray: the call frame is patched for every call)
+                        c.out = memoryview(bytes(out) if isinstance(out, bytearray) else out)[n:]
+                        if not ev & epollout:
+                            modify(fd, epollin | epollout)
                 if now < next_check:
                     continue
                 if not measuring and now >= t_measure:
