@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ._errors import A6Error
-from ._registry import PluginLoadError, build_registry
+from ._registry import PluginLoadError, add_plugin_options, build_registry
 from ._runner import run, version
 from ._settings import DEFAULT_CALL_TIMEOUT, DEFAULT_FRAME_MEMORY, DEFAULT_STALL_WARNING, Limits
 
@@ -42,22 +42,6 @@ def _seconds(value: str) -> float:
 def _mebibytes(value: str) -> int:
     n = _positive_int(value)
     return n << 20
-
-
-def _add_plugin_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--plugins",
-        action="append",
-        default=[],
-        metavar="PATH|MODULE",
-        help="load plugins from a .py file, a directory of them, or a module (repeatable)",
-    )
-    p.add_argument("--no-bundled", action="store_true", help="do not load the bundled plugins")
-    p.add_argument(
-        "--no-entry-points",
-        action="store_true",
-        help="do not load plugins from the 'a6runner.plugins' entry-point group",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,19 +103,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep running when the process that started the runner exits (a runner "
         "started by hand under a process supervisor)",
     )
-    _add_plugin_options(p_run)
+    add_plugin_options(p_run)
 
     p_plugins = sub.add_parser("plugins", help="list the registered plugins and their origin")
-    _add_plugin_options(p_plugins)
+    add_plugin_options(p_plugins)
 
-    from ._loadgen import add_arguments as _add_bench_arguments
-
-    p_bench = sub.add_parser("bench", help="APISIX-like end-to-end load driver")
-    _add_bench_arguments(p_bench)
+    # listed here for --help; main() hands them their arguments before parsing
+    sub.add_parser("call", help="send one call to a runner, print the answer", add_help=False)
+    sub.add_parser("bench", help="APISIX-like end-to-end load driver", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `call` and `bench` have their own parsers and imports: `a6-runner run` never loads them
+    if argv[:1] == ["call"]:
+        from ._call import main as call_main
+
+        return call_main(argv[1:])
+    if argv[:1] == ["bench"]:
+        from .bench.cli import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
@@ -159,10 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in sorted(registry):
                 print(f"{name:<{width}}  {registry[name].origin}")
             return 0
-        if args.command == "bench":
-            from ._loadgen import run as _run_bench
-
-            return _run_bench(args)
     except PluginLoadError as exc:
         print(f"a6-runner: error: {exc}", file=sys.stderr)
         return 2
