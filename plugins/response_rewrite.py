@@ -16,10 +16,9 @@ A regex that does not compile, or a scope other than once/global, rejects the co
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from a6runner import BodyRewriter, ConfError, Plugin, Response
+from a6runner import BodyRewriter, ConfError, Needs, Plugin, Response
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,21 +68,20 @@ class ResponseRewrite(Plugin):
             status, tuple(headers.items()), body.encode(), _parse_filters(conf.get("filters", []))
         )
 
-    # A plain ``def`` that returns an awaitable only when it must read the upstream body:
-    # without filters the call is answered inline, with them it continues as a task.
-    def response_filter(self, conf: ResponseRewriteConf, resp: Response) -> Awaitable[None] | None:
+    def needs(self, conf: ResponseRewriteConf) -> Needs:
+        # With filters the upstream body is read: the runner fetches it before the filter
+        # runs, and the filter stays a plain def (answered inline, no task).
+        return Needs(resp_body=conf.filters is not None)
+
+    def response_filter(self, conf: ResponseRewriteConf, resp: Response) -> None:
         if conf.status:
             resp.status = conf.status
         resp.headers.set("X-Resp-A6-Runner", "Python")
         for name, value in conf.headers:
             resp.headers.set(name, value)
         if conf.filters is not None:
-            return self._filter_body(conf.filters, resp)
-        if conf.body:
+            new_body = conf.filters.rewrite(resp.get_body())
+            if new_body is not None:  # None: no filter matched, keep the upstream body
+                resp.set_body(new_body)
+        elif conf.body:
             resp.set_body(conf.body)
-        return None
-
-    async def _filter_body(self, filters: BodyRewriter, resp: Response) -> None:
-        new_body = filters.rewrite(await resp.body())
-        if new_body is not None:  # None: no filter matched, keep the upstream body
-            resp.set_body(new_body)

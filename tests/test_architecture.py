@@ -117,6 +117,8 @@ def test_call_objects_expose_only_the_plugin_api() -> None:
         "args",
         "body",
         "conf_token",
+        "get_body",
+        "get_var",
         "headers",
         "id",
         "method",
@@ -128,15 +130,19 @@ def test_call_objects_expose_only_the_plugin_api() -> None:
         "set_body",
         "src_ip",
         "var",
+        "vars",
     }
     assert _public(Response) == {
         "body",
         "conf_token",
+        "get_body",
+        "get_var",
         "headers",
         "id",
         "services",
         "set_body",
         "status",
         "var",
+        "vars",
     }
     assert _public(ResponseWriter) == {"body", "headers", "status", "written"}

@@ -9,7 +9,7 @@ from ._kernels import bodyrewrite as _bodyrewrite
 from ._kernels import headers as _headers
 from ._kernels import implementation
 from ._limits import LimitPolicy, LimitStoreError, Quota, RedisTarget, conf_fingerprint
-from ._plugin import Plugin, Request, Response, ResponseWriter, RunnerServices
+from ._plugin import Needs, Plugin, Request, Response, ResponseWriter, RunnerServices
 from ._registry import PluginLoadError
 from ._runner import run
 
@@ -25,6 +25,7 @@ __all__ = [
     "LimitPolicy",
     "LimitStoreError",
     "MultiMap",
+    "Needs",
     "Plugin",
     "PluginError",
     "PluginLoadError",

@@ -11,13 +11,14 @@ the connection's task.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ._confstore import Filters
+from ._confstore import NO_PREFETCH, Filters, Prefetch, Question
 from ._errors import (
     CallTimeout,
     ConfTokenNotFound,
@@ -191,20 +192,50 @@ class CallChannel(ExtraInfoSource, Protocol):
 
     def send(self, frame: bytes) -> None: ...
 
+    def prefetch(
+        self, call: Call, questions: tuple[Question, ...], then: Callable[[], Pending]
+    ) -> None:
+        """Send ``questions`` in one write; once every answer is in the call's cache, call
+        ``then()`` to go on with the call (no task: the answers drive it)."""
+
+
+Pending = Coroutine[Any, Any, None] | None
+
 
 def run(
     phase: Phase,
     decoded: Any,
     filters: Filters,
+    prefetch: Prefetch,
     channel: CallChannel,
     services: RunnerServices,
-) -> Coroutine[Any, Any, None] | None:
+) -> Pending:
     """Run ``filters`` on the call ``decoded`` and send the reply on ``channel``. When a
     filter returns an awaitable, return a coroutine that finishes the call instead (it
-    sends the reply itself, and raises nothing but CancelledError)."""
+    sends the reply itself, and raises nothing but CancelledError). When the chain
+    declared what it reads (``prefetch``), the questions go out before the first filter
+    that needs them and the chain goes on when APISIX has answered them all."""
     call = phase.make_call(decoded, channel, services)
+    return resume(phase, call, filters, 0, prefetch, channel)
+
+
+def resume(
+    phase: Phase,
+    call: Call,
+    filters: Filters,
+    start: int,
+    prefetch: Prefetch,
+    channel: CallChannel,
+) -> Pending:
+    """Run the filters from ``start`` on (see ``run``)."""
     ended = phase.ended
-    for i, (filt, conf) in enumerate(filters):
+    at = prefetch[0]
+    for i in range(start, len(filters)):
+        if i == at:
+            then = functools.partial(resume, phase, call, filters, i, NO_PREFETCH, channel)
+            channel.prefetch(call, prefetch[1], then)
+            return None
+        filt, conf = filters[i]
         try:
             pending = filt(conf, call)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: one call only
@@ -212,7 +243,7 @@ def run(
             return None
         # a filter's return value matters only when it is awaitable
         if pending is not None and inspect.isawaitable(pending):
-            return _finish(phase, call, filters, i, pending, channel)
+            return _finish(phase, call, filters, i, pending, prefetch, channel)
         if ended(call):
             break
     try:
@@ -230,23 +261,37 @@ def _reply(phase: Phase, call: Call) -> bytes:
         return error_frame(exc, f"call {call.id}")
 
 
+async def _fetch(call: Call, questions: tuple[Question, ...]) -> None:
+    """The prefetch, from a task: what the call does not have yet, in one round trip."""
+    missing = [q for q in questions if not call._has(*q)]
+    if missing:
+        answers = call._source.ask_many(missing)
+        for (info_type, name), answer in zip(missing, answers, strict=True):
+            call._remember(info_type, name, await answer)
+
+
 async def _finish(
     phase: Phase,
     call: Call,
     filters: Filters,
     index: int,
     pending: Awaitable[None],
+    prefetch: Prefetch,
     channel: CallChannel,
 ) -> None:
     filt = filters[index][0]
+    ended = phase.ended
     try:
         await pending
-        if not phase.ended(call):
-            for filt, conf in filters[index + 1 :]:
+        if not ended(call):
+            for i in range(index + 1, len(filters)):
+                if i == prefetch[0]:
+                    await _fetch(call, prefetch[1])
+                filt, conf = filters[i]
                 result = filt(conf, call)
                 if result is not None and inspect.isawaitable(result):
                     await result
-                if phase.ended(call):
+                if ended(call):
                     break
     except asyncio.CancelledError as exc:
         reason = channel.cancel_reason

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Awaitable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from ._errors import ConfError
 from ._kernels import codec, headers
@@ -32,15 +32,38 @@ METHODS = (
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+class Needs(NamedTuple):
+    """What a plugin's filters read through ExtraInfo for one conf. Before the first filter
+    of a call that needs anything runs, the runner asks APISIX for everything the rest of
+    the chain needs in one write — one round trip — and the filters then read it without
+    waiting (``get_var``, ``get_body``)."""
+
+    vars: tuple[str, ...] = ()  # nginx variables, e.g. ("remote_addr", "http_x_user")
+    body: bool = False  # the request body (request phase)
+    resp_body: bool = False  # the upstream response body (response phase)
+
+
 class Plugin:
     """Base class of every plugin. Subclass it, set ``name``, override what you need.
 
     ``parse_conf`` defaults to ``json.loads`` (an empty conf is ``{}``); raise
     ``ConfError`` (or ``ValueError``/``TypeError``) to reject a conf: the runner logs it and
     skips that entry, as the other runners do. Both filters default to doing nothing.
+
+    ``required_vars``, ``required_body`` and ``required_resp_body`` declare what the
+    filters read through ExtraInfo, so the runner fetches it for the whole chain in one
+    round trip before they run (override ``needs`` when it depends on the conf).
     """
 
     name: ClassVar[str] = ""
+    required_vars: ClassVar[Sequence[str]] = ()
+    required_body: ClassVar[bool] = False
+    required_resp_body: ClassVar[bool] = False
+
+    def needs(self, conf: Any) -> Needs:
+        """What the filters read through ExtraInfo for calls with ``conf`` (the parsed
+        conf); asked once per PrepareConf. By default the ``required_*`` attributes."""
+        return Needs(tuple(self.required_vars), self.required_body, self.required_resp_body)
 
     def parse_conf(self, raw: bytes) -> Any:
         if not raw.strip():
@@ -71,6 +94,16 @@ class ExtraInfoSource(Protocol):
     """How a call object asks APISIX for extra information (the connection implements it)."""
 
     def ask(self, info_type: int, name: str | None) -> Awaitable[bytes | None]: ...
+
+    def ask_many(
+        self, questions: Sequence[tuple[int, str | None]]
+    ) -> list[Awaitable[bytes | None]]:
+        """Send every question in one write; the answers come back in the same order."""
+        ...
+
+
+def _var_value(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", "surrogateescape")
 
 
 class RunnerServices(Protocol):
@@ -126,10 +159,56 @@ class _CallBase:
             vars_ = self._vars = {}
         elif name in vars_:
             return vars_[name]
-        raw = await self._source.ask(codec.INFO_VAR, name)
-        value = None if raw is None else raw.decode("utf-8", "surrogateescape")
-        vars_[name] = value
+        value = vars_[name] = _var_value(await self._source.ask(codec.INFO_VAR, name))
         return value
+
+    async def vars(self, *names: str) -> tuple[str | None, ...]:
+        """Several nginx variables at once, in the order named: those not fetched yet in
+        this call are asked together, in one round trip."""
+        vars_ = self._vars
+        if vars_ is None:
+            vars_ = self._vars = {}
+        missing = [n for n in dict.fromkeys(names) if n not in vars_]
+        if missing:
+            answers = self._source.ask_many([(codec.INFO_VAR, n) for n in missing])
+            for name, answer in zip(missing, answers, strict=True):
+                vars_[name] = _var_value(await answer)
+        return tuple(vars_[n] for n in names)
+
+    def get_var(self, name: str) -> str | None:
+        """The nginx variable ``name`` when this call already has it — prefetched because a
+        plugin of the chain declared it (``required_vars``), or awaited before — with no
+        waiting, so a plain ``def`` filter can read it. LookupError otherwise."""
+        vars_ = self._vars
+        if vars_ is None or name not in vars_:
+            raise LookupError(
+                f"var {name!r} was not fetched in this call: declare it in required_vars, "
+                f"or await var({name!r})"
+            )
+        return vars_[name]
+
+    # -- for the runner's prefetch (private: not part of the plugin API) -----------------
+
+    def _has(self, info_type: int, name: str | None) -> bool:
+        if info_type == codec.INFO_VAR:
+            return self._vars is not None and name in self._vars
+        return self._body is not None
+
+    def _remember(self, info_type: int, name: str | None, raw: bytes | None) -> None:
+        if info_type == codec.INFO_VAR:
+            vars_ = self._vars
+            if vars_ is None:
+                vars_ = self._vars = {}
+            vars_[name or ""] = _var_value(raw)
+        else:  # the phase's body: the request body, or the upstream response body
+            self._body = raw or b""
+
+    def _body_fetched(self, what: str, declare: str) -> bytes:
+        if self._body is None:
+            raise LookupError(
+                f"the {what} was not fetched in this call: set {declare} = True, or await body()"
+            )
+        return self._body
 
 
 class Request(_CallBase):
@@ -224,6 +303,11 @@ class Request(_CallBase):
         if self._body is None:
             self._body = await self._source.ask(codec.INFO_REQ_BODY, None) or b""
         return self._body
+
+    def get_body(self) -> bytes:
+        """The request body when this call already has it (prefetched because a plugin of
+        the chain set ``required_body``, or awaited before); LookupError otherwise."""
+        return self._body_fetched("request body", "required_body")
 
     def set_body(self, body: bytes | str) -> None:
         """Replace the request body sent upstream (APISIX ignores an empty one)."""
@@ -343,6 +427,12 @@ class Response(_CallBase):
         if self._body is None:
             self._body = await self._source.ask(codec.INFO_RESP_BODY, None) or b""
         return self._body
+
+    def get_body(self) -> bytes:
+        """The upstream response body when this call already has it (prefetched because a
+        plugin of the chain set ``required_resp_body``, or awaited before); LookupError
+        otherwise."""
+        return self._body_fetched("response body", "required_resp_body")
 
     def set_body(self, body: bytes | str) -> None:
         """Replace the response body sent to the client."""

@@ -23,11 +23,11 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 from . import _chain as chain
-from ._confstore import PreparedConf, RawConf
+from ._confstore import PreparedConf, Question, RawConf
 from ._errors import (
     CallTimeout,
     ConfigError,
@@ -60,6 +60,8 @@ FRAME_NAMES = {codec.RPC_PREPARE_CONF: "PrepareConf", codec.RPC_EXTRA_INFO: "Ext
 }
 
 Pending = Coroutine[Any, Any, None] | None
+PrefetchSlot = tuple[chain.Call, Question, Callable[[], Pending] | None]
+InfoWaiter = asyncio.Future[bytes | None] | PrefetchSlot
 
 # Why a connection is not being read (bit flags; reading resumes when none is left).
 _PEER_NOT_READING = 1  # our replies pile up in the transport: above its high-water mark
@@ -143,14 +145,20 @@ class Connection(asyncio.Protocol):
         self._memory = server.frame_memory
         self._splitter = codec.FrameSplitter()
         self._transport: asyncio.Transport | None = None
-        # A call running as a task; frames other than ExtraInfo answers wait behind it.
+        # A call in flight past data_received (waiting for its prefetched ExtraInfo, or
+        # running as a task): frames other than ExtraInfo answers wait behind it.
+        self._in_call = False
         self._task: asyncio.Task[None] | None = None
-        self._call_started = 0.0  # loop time the task's call began
+        self._call_started = 0.0  # loop time that call began
         self.cancel_reason: str | None = None  # set when the runner cancels the task
         self.call_timeout = server.limits.call_timeout
         self._queued: collections.deque[tuple[int, bytes]] = collections.deque()
         self._queued_bytes = 0
-        self._info_waiters: collections.deque[asyncio.Future[bytes | None]] = collections.deque()
+        # One per ExtraInfo question sent, in order: a future (asked from a task), or a
+        # prefetch slot (call, question, what to do after the last answer).
+        self._info_waiters: collections.deque[InfoWaiter] = collections.deque()
+        self._prefetching = False  # prefetched answers still to come: they end the call
+        self._prefetch_error: BaseException | None = None
         self._paused = 0  # why reading is paused (the _PEER_NOT_READING... flags)
         self._peer_not_reading = False
         self._memory_held = 0
@@ -171,9 +179,9 @@ class Connection(asyncio.Protocol):
         self._queued_bytes = 0
         self._memory.release(self)
         while self._info_waiters:
-            fut = self._info_waiters.popleft()
-            if not fut.done():
-                fut.set_exception(PeerClosed("APISIX closed the connection mid-call"))
+            waiter = self._info_waiters.popleft()
+            if isinstance(waiter, asyncio.Future) and not waiter.done():  # prefetches: dropped
+                waiter.set_exception(PeerClosed("APISIX closed the connection mid-call"))
         if self._task is not None:
             self.cancel_reason = CLOSED
             self._task.cancel()
@@ -186,7 +194,7 @@ class Connection(asyncio.Protocol):
                     continue
                 self._protocol_violation(frame_type)
                 return
-            if self._task is not None or self._peer_not_reading or self._queued:
+            if self._in_call or self._peer_not_reading or self._queued:
                 self._queued.append((frame_type, payload))
                 self._queued_bytes += len(payload)
             else:
@@ -232,7 +240,7 @@ class Connection(asyncio.Protocol):
 
     @property
     def busy(self) -> bool:
-        return self._task is not None
+        return self._in_call
 
     def send(self, frame: bytes) -> None:
         """Write a reply frame: every answer of this connection goes out here."""
@@ -257,7 +265,7 @@ class Connection(asyncio.Protocol):
     def _dispatch_queued(self) -> None:
         while (
             self._queued
-            and self._task is None
+            and not self._in_call
             and not self._peer_not_reading
             and self._transport is not None
         ):
@@ -292,7 +300,10 @@ class Connection(asyncio.Protocol):
     def _http_call(self, phase: chain.Phase, decoded: Any) -> Pending:
         prepared = self._confs.lookup(decoded.conf_token)
         if isinstance(prepared, PreparedConf):
-            return chain.run(phase, decoded, prepared.filters[phase.index], self, self._services)
+            i = phase.index
+            return chain.run(
+                phase, decoded, prepared.filters[i], prepared.prefetch[i], self, self._services
+            )
         if prepared is None:
             self._token_not_found(phase, decoded)
             return None
@@ -311,7 +322,10 @@ class Connection(asyncio.Protocol):
         if prepared is None:
             self._token_not_found(phase, decoded)
             return
-        rest = chain.run(phase, decoded, prepared.filters[phase.index], self, self._services)
+        i = phase.index
+        rest = chain.run(
+            phase, decoded, prepared.filters[i], prepared.prefetch[i], self, self._services
+        )
         if rest is not None:
             await rest
 
@@ -319,8 +333,13 @@ class Connection(asyncio.Protocol):
         exc = ConfTokenNotFound(decoded.conf_token)
         self.send(chain.error_frame(exc, f"call {decoded.id} ({phase.frame})"))
 
+    def _enter_call(self) -> None:
+        if not self._in_call:
+            self._in_call = True
+            self._call_started = self._loop.time()
+
     def _run_task(self, rest: Coroutine[Any, Any, None]) -> None:
-        self._call_started = self._loop.time()
+        self._enter_call()
         task = self._loop.create_task(rest)
         self._task = task
         task.add_done_callback(self._task_done)
@@ -337,15 +356,20 @@ class Connection(asyncio.Protocol):
                 self.send(chain.error_frame(exc, "call"))
         elif task.exception() is not None:  # a bug of ours: say so, answer anyway
             self.send(chain.error_frame(cast(BaseException, task.exception()), "call task"))
+        if not self._prefetching:  # (a task that met its token first may end in a prefetch)
+            self._call_done()
+
+    def _call_done(self) -> None:
+        self._in_call = False
         self._dispatch_queued()
         self._server.call_finished()
 
     def check_deadline(self, now: float, timeout: float) -> None:
         """End the call in flight if it began more than ``timeout`` seconds ago."""
-        task = self._task
-        if task is None or now - self._call_started < timeout:
+        if not self._in_call or now - self._call_started < timeout:
             return
-        if self._info_waiters:
+        task = self._task
+        if self._info_waiters or task is None:
             log.warning("no ExtraInfo answer within %gs (call timeout): connection closed", timeout)
             self._abort()
         elif self.cancel_reason is None:
@@ -363,6 +387,27 @@ class Connection(asyncio.Protocol):
 
     def ask(self, info_type: int, name: str | None) -> asyncio.Future[bytes | None]:
         """Send an ExtraInfo question; the future resolves with APISIX's answer."""
+        self._check_can_ask()
+        # the server's loop, not asyncio.get_running_loop(): that one calls getpid() each time
+        fut: asyncio.Future[bytes | None] = self._loop.create_future()
+        self._info_waiters.append(fut)
+        self.send(codec.build_extra_info_req(info_type, name))
+        return fut
+
+    def ask_many(
+        self, questions: Sequence[tuple[int, str | None]]
+    ) -> list[Awaitable[bytes | None]]:
+        """Send every question in one write; the futures resolve in the same order."""
+        self._check_can_ask()
+        futures: list[Awaitable[bytes | None]] = []
+        for _ in questions:
+            fut: asyncio.Future[bytes | None] = self._loop.create_future()
+            self._info_waiters.append(fut)
+            futures.append(fut)
+        self.send(b"".join([codec.build_extra_info_req(t, n) for t, n in questions]))
+        return futures
+
+    def _check_can_ask(self) -> None:
         if self._transport is None:
             raise PeerClosed("APISIX closed the connection mid-call")
         if self._task is None:
@@ -370,14 +415,34 @@ class Connection(asyncio.Protocol):
                 "ExtraInfo is only available while a call is in flight "
                 "(await it from an async filter)"
             )
-        # the server's loop, not asyncio.get_running_loop(): that one calls getpid() each time
-        fut: asyncio.Future[bytes | None] = self._loop.create_future()
-        self._info_waiters.append(fut)
-        self.send(codec.build_extra_info_req(info_type, name))
-        return fut
+
+    def prefetch(
+        self,
+        call: chain.Call,
+        questions: tuple[Question, ...],
+        then: Callable[[], Coroutine[Any, Any, None] | None],
+    ) -> None:
+        """Send ``questions`` in one write; after the last answer, go on with ``then()``."""
+        self._enter_call()
+        self._prefetching = True
+        waiters = self._info_waiters
+        for question in questions[:-1]:
+            waiters.append((call, question, None))
+        waiters.append((call, questions[-1], then))
+        self.send(b"".join([codec.build_extra_info_req(t, n) for t, n in questions]))
 
     def _on_extra_info(self, payload: bytes) -> None:
-        fut = self._info_waiters.popleft()
+        waiter = self._info_waiters.popleft()
+        if type(waiter) is tuple:
+            call, (info_type, name), then = waiter
+            try:
+                call._remember(info_type, name, codec.decode_extra_info_resp(payload))
+            except DecodeError as exc:
+                self._prefetch_error = exc
+            if then is not None:
+                self._prefetched(call, then)
+            return
+        fut = cast("asyncio.Future[bytes | None]", waiter)
         try:
             result = codec.decode_extra_info_resp(payload)
         except DecodeError as exc:
@@ -386,6 +451,22 @@ class Connection(asyncio.Protocol):
             return
         if not fut.done():
             fut.set_result(result)
+
+    def _prefetched(
+        self, call: chain.Call, then: Callable[[], Coroutine[Any, Any, None] | None]
+    ) -> None:
+        """Every prefetched answer is in: the call goes on, inline."""
+        self._prefetching = False
+        error, self._prefetch_error = self._prefetch_error, None
+        if error is not None:
+            self.send(chain.error_frame(error, f"call {call.id} (ExtraInfo answer)"))
+            rest = None
+        else:
+            rest = then()
+        if rest is not None:
+            self._run_task(rest)
+        else:
+            self._call_done()
 
 
 def _prepare_socket_path(path: str) -> None:
