@@ -40,7 +40,9 @@ def twins() -> tuple[ModuleType, ModuleType]:
 
 def inputs(target: str, native: ModuleType) -> list[bytes]:
     corpus = seeds.seeds(target, native)
-    return corpus + list(mutate.mutants(SEED + len(target), corpus, MUTANTS_PER_TARGET))
+    return corpus + list(
+        mutate.mutants(SEED + targets.TARGET_NAMES.index(target), corpus, MUTANTS_PER_TARGET)
+    )
 
 
 def test_the_inputs_are_deterministic(twins: tuple[ModuleType, ModuleType]) -> None:
