@@ -29,15 +29,18 @@ def clang() -> str:
     for candidate in (os.environ.get("CC", ""), "clang", "clang-16", "clang-15", "clang-14"):
         if candidate and "clang" in candidate and shutil.which(candidate):
             return candidate
-    sys.exit("fuzz: clang not found (Debian: apt-get install clang libclang-rt-14-dev)")
+    sys.exit("fuzz: clang not found (Debian: apt-get install clang)")
 
 
-def sanitize_flags() -> list[str]:
+def fuzz_flags() -> list[str]:
+    """libFuzzer's coverage instrumentation, and the sanitizers of FUZZ_SANITIZERS."""
     sanitizers = os.environ.get("FUZZ_SANITIZERS", "address")
-    return [f"-fsanitize={','.join(filter(None, [sanitizers, 'fuzzer-no-link']))}"]
+    fsanitize = ",".join(filter(None, [sanitizers, "fuzzer-no-link"]))
+    return ["-O1", "-g", "-fno-omit-frame-pointer", f"-fsanitize={fsanitize}"]
 
 
-def build(build_dir: Path) -> list[Path]:
+def build(build_dir: Path, flags: list[str] | None = None) -> list[Path]:
+    """Compile every kernel with ``flags`` (default: fuzz_flags()) into build_dir."""
     c_dir = build_dir.parent / "c"
     package_dir = build_dir / "a6native"
     package_dir.mkdir(parents=True, exist_ok=True)
@@ -59,10 +62,7 @@ def build(build_dir: Path) -> list[Path]:
             compiler,
             "-shared",
             "-fPIC",
-            "-O1",
-            "-g",
-            "-fno-omit-frame-pointer",
-            *sanitize_flags(),
+            *(fuzz_flags() if flags is None else flags),
             f"-I{include}",
             str(c_file),
             "-o",
