@@ -12,7 +12,7 @@ every payload: reading one table as another is part of the attack surface.
 
 Splitter seeds: streams of those frames (with empty payloads, a frame left incomplete, a
 16 MiB length), each with several cuttings (whole, byte by byte, headers split), and
-stretched streams with frames larger than the compiled splitter's first allocation.
+padded streams with frames larger than the compiled splitter's first allocation.
 """
 
 from __future__ import annotations
@@ -155,20 +155,22 @@ def splitter_seeds(native: ModuleType | None = None) -> list[bytes]:
         streams.append(b"".join(frames(native)[:4]))
     cuttings: list[list[int]] = [[], [1], [3], [4], [5, 2], [0, 7], [255], [2, 0, 9, 1]]
     cut = [splitter_input(sizes, stream) for stream in streams for sizes in cuttings]
-    # Frames of 100 KB and 16 MiB, stretched to 80 and 256 KiB: payloads that outgrow the
-    # compiled splitter's first allocation, fed in small chunks and then the rest at once.
+    # Frames of 100 KB and 70 KB, and one of 16 MiB, in 80 and 256 KiB of padding: payloads
+    # that outgrow the compiled splitter's first allocation, fed in small chunks and then
+    # the rest at once.
     big = [
         _codec_py.encode_frame_header(2, 100_000) + b"\xa5" * 100,
         _codec_py.encode_frame_header(4, 0xFFFFFF) + b"\x00",
         all_frames[5] + _codec_py.encode_frame_header(1, 70_000) + b"y" * 200,
+        all_frames[7] + _codec_py.encode_frame(3, b"z" * 70_000)[:1000],
     ]
-    stretched = [
-        splitter_input(sizes, stream, stretch)
+    padded = [
+        splitter_input(sizes, stream, padding)
         for stream in big
         for sizes in ([], [255], [200, 255, 0])
-        for stretch in (39, 127)
+        for padding in (39, 127)
     ]
-    return cut + stretched
+    return cut + padded
 
 
 def seeds(target: str, native: ModuleType | None = None) -> list[bytes]:

@@ -155,41 +155,39 @@ def check_decoder(decoder: str, data: bytes, pure: ModuleType, native: ModuleTyp
 # --- frame splitter ----------------------------------------------------------------------
 
 
-STRETCH = 0x80  # flag in byte 0 of a splitter input, see split_plan
-STRETCH_UNIT = 2048
+PADDED = 0x80  # flag in byte 0 of a splitter input, see split_plan
+PADDING_UNIT = 2048
 
 
-def splitter_input(sizes: list[int], stream: bytes, stretch: int | None = None) -> bytes:
+def splitter_input(sizes: list[int], stream: bytes, padding: int | None = None) -> bytes:
     """Encode a splitter input: how to cut ``stream`` (chunk sizes 0..255, used in turn),
-    and optionally how far to stretch it (0..255, see split_plan)."""
+    and optionally how much padding follows it (0..255, see split_plan)."""
     if len(sizes) > 127 or not all(0 <= size <= 255 for size in sizes):
         raise ValueError("at most 127 chunk sizes, each 0..255")
-    if stretch is None:
+    if padding is None:
         return bytes([len(sizes), *sizes]) + stream
-    return bytes([STRETCH | len(sizes), stretch, *sizes]) + stream
+    return bytes([PADDED | len(sizes), padding, *sizes]) + stream
 
 
 def split_plan(data: bytes) -> tuple[list[int], bytes]:
     """Decode a splitter input: the low 7 bits of byte 0 are n, and the n bytes after it
     chunk sizes (0 = an empty feed); the rest is the byte stream, fed in one go when there
-    are no sizes. With bit 7 of byte 0 set, the byte after it is r and the stream is
-    repeated to (r + 1) * 2 KiB: how inputs of a few bytes reach the code paths of frames
-    larger than the splitter's first 64 KiB allocation."""
+    are no sizes. With bit 7 of byte 0 set, the byte after it is r and (r + 1) * 2 KiB of
+    0xff follow the stream: how inputs of a few bytes reach frames larger than the
+    splitter's first 64 KiB allocation. (A frame header read from the padding claims
+    16 MiB, so the padding holds at most one frame, never thousands.)"""
     if not data:
         return [], b""
-    count = data[0] & ~STRETCH
+    count = data[0] & ~PADDED
     start = 1
-    length = None
-    if data[0] & STRETCH and len(data) > 1:
-        length = (data[1] + 1) * STRETCH_UNIT
+    padding = 0
+    if data[0] & PADDED and len(data) > 1:
+        padding = (data[1] + 1) * PADDING_UNIT
         start = 2
-    sizes, stream = list(data[start : start + count]), data[start + count :]
-    if length is not None and stream:
-        stream = (stream * -(-length // len(stream)))[:length]
-    return sizes, stream
+    return list(data[start : start + count]), data[start + count :] + b"\xff" * padding
 
 
-MAX_FEEDS = 512  # then the rest of the stream in one feed: a bounded cost per input
+MAX_FEEDS = 64  # then the rest of the stream in one feed: a bounded cost per input
 
 
 def chunks(sizes: list[int], stream: bytes) -> Iterator[bytes]:
