@@ -187,7 +187,7 @@ def split_plan(data: bytes) -> tuple[list[int], bytes]:
     return list(data[start : start + count]), data[start + count :] + b"\xff" * padding
 
 
-MAX_FEEDS = 64  # then the rest of the stream in one feed: a bounded cost per input
+MAX_FEEDS = 16  # then the rest of the stream in one feed: a bounded cost per input
 
 
 def chunks(sizes: list[int], stream: bytes) -> Iterator[bytes]:
