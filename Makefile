@@ -77,7 +77,7 @@ $(VENV)/.installed-fuzz: $(VENV)/.installed
 	touch $@
 
 $(FUZZ_DIR)/lib/.built: $(VENV)/.installed-fuzz fuzz/build_native.py \
-		$(wildcard src/a6native/*.pyx src/a6native/*.pxd src/a6native/*.py)
+		$(wildcard src/a6native/*.pyx src/a6native/*.pxd src/a6native/*.pxi src/a6native/*.py)
 	@command -v clang >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get update -qq && apt-get install -y -q clang; } \
 		|| { echo "make fuzz needs clang (Debian: apt-get install clang)"; exit 1; }
