@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LISTEN ?= unix:/tmp/runner.sock
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-native test-pure test-dist lint bench clean redis-server
+.PHONY: install run test test-native test-pure test-dist lint bench clean redis-server fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,39 @@ lint: install
 
 bench: install
 	$(BIN)/python -m pytest bench --benchmark-only --benchmark-group-by=group --benchmark-columns=min,median,mean,ops
+
+# Coverage-guided differential fuzzing of the codec twins (fuzz/README.md): each target
+# runs FUZZ_RUNS inputs or FUZZ_TIME seconds (0: no time limit), one after the other,
+# against an ASan + libFuzzer build of the kernels in build/fuzz (clang, installed with
+# apt-get when missing and root). The corpora grow in build/fuzz/corpus/, crashes go to
+# build/fuzz/artifacts/.
+FUZZ_TARGETS ?= prepare_conf_req http_req_call_req http_resp_call_req extra_info_resp err_resp frame_splitter
+FUZZ_RUNS ?= 1000000
+FUZZ_TIME ?= 0
+FUZZ_ARGS ?=
+FUZZ_DIR := build/fuzz
+
+$(VENV)/.installed-fuzz: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,fuzz]'
+	touch $@
+
+$(FUZZ_DIR)/lib/.built: $(VENV)/.installed-fuzz fuzz/build_native.py \
+		$(wildcard src/a6native/*.pyx src/a6native/*.pxd src/a6native/*.pxi src/a6native/*.py)
+	@command -v clang >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -q clang; } \
+		|| { echo "make fuzz needs clang (Debian: apt-get install clang)"; exit 1; }
+	$(BIN)/python -m fuzz.build_native $(FUZZ_DIR)/lib
+	touch $@
+
+fuzz: $(FUZZ_DIR)/lib/.built
+	$(BIN)/python -m fuzz.seeds $(FUZZ_DIR)/seeds
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$target $(FUZZ_DIR)/artifacts; \
+		echo "fuzz: $$target"; \
+		$(BIN)/python -m fuzz.run $$target -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_TIME) \
+			-print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/artifacts/$$target- $(FUZZ_ARGS) \
+			$(FUZZ_DIR)/corpus/$$target $(FUZZ_DIR)/seeds/$$target; \
+	done
 
 clean:
 	rm -rf build $(VENV) src/*.egg-info src/a6native/*.c src/a6native/*.so
