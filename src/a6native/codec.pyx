@@ -42,6 +42,7 @@ cdef extern from "Python.h":
     Py_ssize_t _raw_str_length "PyUnicode_GET_LENGTH" (PyObject* s)
     unsigned long long PyLong_AsUnsignedLongLong(object o) except? <unsigned long long>-1
 
+from a6native.errors import DecodeError, FrameTooLarge
 
 FRAME_HEADER_SIZE = 4
 MAX_PAYLOAD_SIZE = 16_777_215
@@ -1279,8 +1280,3 @@ def build_extra_info_resp(result):
     _put_optional_bytes(b, t + 4, t + 8, &result_text)
     return frame
 
-
-# Last on purpose: importing a6runner runs its __init__, which may use this module's
-# functions (a6runner._server builds replies at import). Everything above exists by then;
-# the error classes are only looked up when raised.
-from a6runner._errors import DecodeError, FrameTooLarge  # noqa: E402

@@ -14,7 +14,7 @@ from typing import Final
 
 import flatbuffers
 
-from a6runner._errors import DecodeError, FrameTooLarge
+from a6native.errors import DecodeError, FrameTooLarge
 from a6runner._fbs import (
     ErrResp,
     ExtraInfoReq,
