@@ -24,6 +24,8 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
+from a6native cimport cprotocol as proto
+
 
 cdef extern from "Python.h":
     # Declared here rather than cimported: these are the exact C signatures we rely on.
@@ -44,28 +46,30 @@ cdef extern from "Python.h":
 
 from a6native.errors import DecodeError, FrameTooLarge
 
-FRAME_HEADER_SIZE = 4
-MAX_PAYLOAD_SIZE = 16_777_215
+# The protocol vocabulary as Python names, from the C enums: the same names and values as
+# a6native.protocol (tests/test_protocol_vocabulary.py checks them).
+FRAME_HEADER_SIZE = proto.FRAME_HEADER_SIZE
+MAX_PAYLOAD_SIZE = proto.MAX_PAYLOAD_SIZE
 
-RPC_ERROR = 0
-RPC_PREPARE_CONF = 1
-RPC_HTTP_REQ_CALL = 2
-RPC_EXTRA_INFO = 3
-RPC_HTTP_RESP_CALL = 4
+RPC_ERROR = proto.RPC_ERROR
+RPC_PREPARE_CONF = proto.RPC_PREPARE_CONF
+RPC_HTTP_REQ_CALL = proto.RPC_HTTP_REQ_CALL
+RPC_EXTRA_INFO = proto.RPC_EXTRA_INFO
+RPC_HTTP_RESP_CALL = proto.RPC_HTTP_RESP_CALL
 
-ERR_BAD_REQUEST = 0
-ERR_SERVICE_UNAVAILABLE = 1
-ERR_CONF_TOKEN_NOT_FOUND = 2
+ERR_BAD_REQUEST = proto.ERR_BAD_REQUEST
+ERR_SERVICE_UNAVAILABLE = proto.ERR_SERVICE_UNAVAILABLE
+ERR_CONF_TOKEN_NOT_FOUND = proto.ERR_CONF_TOKEN_NOT_FOUND
 
-INFO_VAR = 1
-INFO_REQ_BODY = 2
-INFO_RESP_BODY = 3
+INFO_VAR = proto.INFO_VAR
+INFO_REQ_BODY = proto.INFO_REQ_BODY
+INFO_RESP_BODY = proto.INFO_RESP_BODY
 
-ACTION_NONE = 0
-ACTION_STOP = 1
-ACTION_REWRITE = 2
+ACTION_NONE = proto.ACTION_NONE
+ACTION_STOP = proto.ACTION_STOP
+ACTION_REWRITE = proto.ACTION_REWRITE
 
-cdef int64_t C_MAX_PAYLOAD = 16_777_215
+cdef int64_t C_MAX_PAYLOAD = proto.MAX_PAYLOAD_SIZE
 cdef Py_ssize_t SPLITTER_MIN_CAPACITY = 65_536  # first allocation for a frame still arriving
 cdef const char* SURROGATEESCAPE = "surrogateescape"
 
@@ -591,7 +595,7 @@ def encode_frame_header(frame_type, length):
         raise ValueError(f"negative payload length {length}")
     if length > MAX_PAYLOAD_SIZE:
         raise FrameTooLarge(f"payload of {length} bytes exceeds {MAX_PAYLOAD_SIZE}")
-    cdef bytes header = PyBytes_FromStringAndSize(NULL, 4)
+    cdef bytes header = PyBytes_FromStringAndSize(NULL, proto.FRAME_HEADER_SIZE)
     _put_frame_header(<uint8_t*>PyBytes_AS_STRING(header), <uint8_t>frame_type,
                       <uint32_t>length)
     return header
@@ -608,14 +612,14 @@ def decode_frame_header(header):
     """(frame_type, payload_length) from the first 4 bytes; DecodeError if fewer."""
     cdef const uint8_t* p
     if PyBytes_Check(header):
-        if PyBytes_GET_SIZE(header) < 4:
+        if PyBytes_GET_SIZE(header) < proto.FRAME_HEADER_SIZE:
             raise DecodeError(f"frame header needs 4 bytes, got {PyBytes_GET_SIZE(header)}")
         p = <const uint8_t*>PyBytes_AS_STRING(header)
     else:
         header = memoryview(header).cast("B")
-        if len(header) < 4:
+        if len(header) < proto.FRAME_HEADER_SIZE:
             raise DecodeError(f"frame header needs 4 bytes, got {len(header)}")
-        header = bytes(header[:4])
+        header = bytes(header[:proto.FRAME_HEADER_SIZE])
         p = <const uint8_t*>PyBytes_AS_STRING(header)
     return p[0], (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
 
@@ -627,10 +631,10 @@ def encode_frame(frame_type, payload):
     _check_frame_type(frame_type)
     if n > C_MAX_PAYLOAD:
         raise FrameTooLarge(f"payload of {n} bytes exceeds {MAX_PAYLOAD_SIZE}")
-    cdef bytes frame = PyBytes_FromStringAndSize(NULL, 4 + n)
+    cdef bytes frame = PyBytes_FromStringAndSize(NULL, proto.FRAME_HEADER_SIZE + n)
     cdef uint8_t* out = <uint8_t*>PyBytes_AS_STRING(frame)
     _put_frame_header(out, <uint8_t>frame_type, <uint32_t>n)
-    memcpy(out + 4, PyBytes_AS_STRING(data), n)
+    memcpy(out + proto.FRAME_HEADER_SIZE, PyBytes_AS_STRING(data), n)
     return frame
 
 
@@ -642,7 +646,7 @@ cdef class FrameSplitter:
     O(total) copying, not O(n^2). Zero-length payloads yield ``(type, b"")``.
     """
 
-    cdef uint8_t _header[4]
+    cdef uint8_t _header[proto.FRAME_HEADER_SIZE]
     cdef int _header_len
     # The payload of the frame being received, grown in place (we hold its only reference,
     # so _PyBytes_Resize may reallocate it); NULL between frames.
@@ -665,7 +669,7 @@ cdef class FrameSplitter:
     def pending(self):
         """Bytes buffered towards the next, incomplete frame (header bytes included)."""
         if self._payload != NULL:
-            return 4 + self._filled
+            return proto.FRAME_HEADER_SIZE + self._filled
         return self._header_len
 
     cdef int _start_payload(self, uint8_t frame_type, Py_ssize_t length,
@@ -722,11 +726,11 @@ cdef class FrameSplitter:
             if self._payload != NULL:
                 pos += self._fill_payload(p + pos, n - pos, frames)
                 continue
-            if self._header_len == 0 and n - pos >= 4:
+            if self._header_len == 0 and n - pos >= proto.FRAME_HEADER_SIZE:
                 frame_type = p[pos]
                 length = (<Py_ssize_t>p[pos + 1] << 16) | (<Py_ssize_t>p[pos + 2] << 8) \
                     | p[pos + 3]
-                pos += 4
+                pos += proto.FRAME_HEADER_SIZE
                 if n - pos >= length:
                     # Whole frame inside this chunk: slice it straight out.
                     frames.append(
@@ -737,13 +741,13 @@ cdef class FrameSplitter:
                     self._start_payload(frame_type, length, n - pos)
                 continue
             # A header cut across chunks: gather its bytes first.
-            take = 4 - self._header_len
+            take = proto.FRAME_HEADER_SIZE - self._header_len
             if take > n - pos:
                 take = n - pos
             memcpy(self._header + self._header_len, p + pos, take)
             self._header_len += take
             pos += take
-            if self._header_len == 4:
+            if self._header_len == proto.FRAME_HEADER_SIZE:
                 self._header_len = 0
                 length = (<Py_ssize_t>self._header[1] << 16) \
                     | (<Py_ssize_t>self._header[2] << 8) | self._header[3]
@@ -965,10 +969,10 @@ cdef Py_ssize_t _put_entries(uint8_t* b, Py_ssize_t pos, tuple entries) except -
 cdef bytes _new_frame(uint8_t frame_type, Py_ssize_t payload_size, uint8_t** payload):
     if payload_size > C_MAX_PAYLOAD:
         raise FrameTooLarge(f"payload of {payload_size} bytes exceeds {MAX_PAYLOAD_SIZE}")
-    cdef bytes frame = PyBytes_FromStringAndSize(NULL, 4 + payload_size)
+    cdef bytes frame = PyBytes_FromStringAndSize(NULL, proto.FRAME_HEADER_SIZE + payload_size)
     cdef uint8_t* out = <uint8_t*>PyBytes_AS_STRING(frame)
     _put_frame_header(out, frame_type, <uint32_t>payload_size)
-    payload[0] = out + 4
+    payload[0] = out + proto.FRAME_HEADER_SIZE
     return frame
 
 
@@ -1023,12 +1027,12 @@ cdef bytes _single_u32_frame(uint8_t frame_type, uint32_t value):
 # --- builders (runner side: our replies) -------------------------------------------------
 
 def build_prepare_conf_resp(conf_token):
-    return _single_u32_frame(1, <uint32_t>_uint(conf_token, 32, "conf_token"))
+    return _single_u32_frame(proto.RPC_PREPARE_CONF, <uint32_t>_uint(conf_token, 32, "conf_token"))
 
 
 def build_http_req_call_resp(id):
     """HTTPReqCall.Resp with no action (let the request through unchanged)."""
-    return _single_u32_frame(2, <uint32_t>_uint(id, 32, "id"))
+    return _single_u32_frame(proto.RPC_HTTP_REQ_CALL, <uint32_t>_uint(id, 32, "id"))
 
 
 # HTTPReqCall.Resp as the root of a Stop or Rewrite: id @4, action @8, action_type @12.
@@ -1060,12 +1064,12 @@ def build_stop(id, status, headers, body):
     cdef Py_ssize_t size = (ACTION_ROOT_SIZE + _vtable_size(3) + 16 + headers_size
                             + _optional_bytes_size(&body_text))
     cdef uint8_t* b
-    cdef bytes frame = _new_frame(2, size, &b)
+    cdef bytes frame = _new_frame(proto.RPC_HTTP_REQ_CALL, size, &b)
     cdef uint16_t offsets[3]
     offsets[0] = 12
     offsets[1] = _present(header_entries is not None, 4)
     offsets[2] = _present(body_text.len >= 0, 8)
-    cdef Py_ssize_t slot = _put_action_root(b, c_id, 1)
+    cdef Py_ssize_t slot = _put_action_root(b, c_id, proto.ACTION_STOP)
     cdef Py_ssize_t t = _put_table(b, ACTION_ROOT_SIZE, 3, offsets, 16)
     _link(b, slot, t)
     _put_u16(b, t + 12, c_status)
@@ -1091,14 +1095,14 @@ def build_rewrite(id, path, headers, args, resp_headers, body):
                             + _optional_string_size(&path_text) + headers_size + args_size
                             + resp_headers_size + _optional_bytes_size(&body_text))
     cdef uint8_t* b
-    cdef bytes frame = _new_frame(2, size, &b)
+    cdef bytes frame = _new_frame(proto.RPC_HTTP_REQ_CALL, size, &b)
     cdef uint16_t offsets[5]
     offsets[0] = _present(path_text.len >= 0, 4)
     offsets[1] = _present(header_entries is not None, 8)
     offsets[2] = _present(arg_entries is not None, 12)
     offsets[3] = _present(resp_header_entries is not None, 16)
     offsets[4] = _present(body_text.len >= 0, 20)
-    cdef Py_ssize_t slot = _put_action_root(b, c_id, 2)
+    cdef Py_ssize_t slot = _put_action_root(b, c_id, proto.ACTION_REWRITE)
     cdef Py_ssize_t t = _put_table(b, ACTION_ROOT_SIZE, 5, offsets, 24)
     _link(b, slot, t)
     cdef Py_ssize_t cursor = _put_optional_string(b, t + 4, t + 24, &path_text)
@@ -1120,7 +1124,7 @@ def build_http_resp_call_resp(id, status, headers, body):
     cdef Py_ssize_t size = (4 + _vtable_size(4) + 20 + headers_size
                             + _optional_bytes_size(&body_text))
     cdef uint8_t* b
-    cdef bytes frame = _new_frame(4, size, &b)
+    cdef bytes frame = _new_frame(proto.RPC_HTTP_RESP_CALL, size, &b)
     cdef uint16_t offsets[4]
     offsets[0] = 4
     offsets[1] = 16
@@ -1142,19 +1146,19 @@ def build_extra_info_req(info_type, name=None):
         raise TypeError(f"info_type must be int, not {type(info_type).__name__}")
     cdef _Text name_text
     cdef int var_fields = 0
-    if info_type == 1:
+    if info_type == proto.INFO_VAR:
         if name is None:
             raise ValueError("INFO_VAR needs a variable name")
         name = _text_arg(name, &name_text, "name")
         var_fields = 1
-    elif info_type != 2 and info_type != 3:
+    elif info_type != proto.INFO_REQ_BODY and info_type != proto.INFO_RESP_BODY:
         raise ValueError(f"unknown info type {info_type}")
     # ExtraInfo.Req: info @4, info_type @8; then Var (name @4) or an empty table.
     cdef Py_ssize_t info_size = _vtable_size(var_fields) + 4 + 4 * var_fields
     if var_fields:
         info_size += _string_size(name_text.len)
     cdef uint8_t* b
-    cdef bytes frame = _new_frame(3, 4 + _vtable_size(2) + 12 + info_size, &b)
+    cdef bytes frame = _new_frame(proto.RPC_EXTRA_INFO, 4 + _vtable_size(2) + 12 + info_size, &b)
     cdef uint16_t offsets[2]
     offsets[0] = 8
     offsets[1] = 4
@@ -1174,7 +1178,7 @@ def build_extra_info_req(info_type, name=None):
 def build_err_resp(code):
     cdef uint8_t c_code = <uint8_t>_uint(code, 8, "code")
     cdef uint8_t* b
-    cdef bytes frame = _new_frame(0, 4 + _vtable_size(1) + 8, &b)
+    cdef bytes frame = _new_frame(proto.RPC_ERROR, 4 + _vtable_size(1) + 8, &b)
     cdef uint16_t offsets[1]
     offsets[0] = 4
     cdef Py_ssize_t t = _put_table(b, 4, 1, offsets, 8)
@@ -1195,7 +1199,7 @@ def build_prepare_conf_req(conf, key):
     # PrepareConf.Req: conf @4, key @8
     cdef Py_ssize_t size = 4 + _vtable_size(2) + 12 + conf_size + _optional_string_size(&key_text)
     cdef uint8_t* b
-    cdef bytes frame = _new_frame(1, size, &b)
+    cdef bytes frame = _new_frame(proto.RPC_PREPARE_CONF, size, &b)
     cdef uint16_t offsets[2]
     offsets[0] = _present(conf_entries is not None, 4)
     offsets[1] = _present(key_text.len >= 0, 8)
@@ -1223,7 +1227,7 @@ def build_http_req_call_req(id, conf_token, method, path, args, headers, src_ip)
     cdef Py_ssize_t size = (4 + _vtable_size(7) + 32 + _optional_bytes_size(&src_ip_text)
                             + _optional_string_size(&path_text) + args_size + headers_size)
     cdef uint8_t* b
-    cdef bytes frame = _new_frame(2, size, &b)
+    cdef bytes frame = _new_frame(proto.RPC_HTTP_REQ_CALL, size, &b)
     cdef uint16_t offsets[7]
     offsets[0] = 4
     offsets[1] = _present(src_ip_text.len >= 0, 8)
@@ -1252,7 +1256,8 @@ def build_http_resp_call_req(id, conf_token, status, headers):
     cdef tuple header_entries = _prepare_entries(headers, &headers_size)
     # HTTPRespCall.Req: id @4, headers @8, conf_token @12, status @16
     cdef uint8_t* b
-    cdef bytes frame = _new_frame(4, 4 + _vtable_size(4) + 20 + headers_size, &b)
+    cdef bytes frame = _new_frame(proto.RPC_HTTP_RESP_CALL, 4 + _vtable_size(4) + 20 + headers_size,
+                                  &b)
     cdef uint16_t offsets[4]
     offsets[0] = 4
     offsets[1] = 16
@@ -1271,7 +1276,8 @@ def build_extra_info_resp(result):
     cdef _Text result_text
     result = _bytes_arg(result, &result_text, "result")
     cdef uint8_t* b
-    cdef bytes frame = _new_frame(3, 4 + _vtable_size(1) + 8 + _optional_bytes_size(&result_text),
+    cdef bytes frame = _new_frame(proto.RPC_EXTRA_INFO,
+                                  4 + _vtable_size(1) + 8 + _optional_bytes_size(&result_text),
                                   &b)
     cdef uint16_t offsets[1]
     offsets[0] = _present(result_text.len >= 0, 4)

@@ -15,6 +15,24 @@ from typing import Final
 import flatbuffers
 
 from a6native.errors import DecodeError, FrameTooLarge
+from a6native.protocol import (
+    ACTION_NONE,
+    ACTION_REWRITE,
+    ACTION_STOP,
+    ERR_BAD_REQUEST,
+    ERR_CONF_TOKEN_NOT_FOUND,
+    ERR_SERVICE_UNAVAILABLE,
+    FRAME_HEADER_SIZE,
+    INFO_REQ_BODY,
+    INFO_RESP_BODY,
+    INFO_VAR,
+    MAX_PAYLOAD_SIZE,
+    RPC_ERROR,
+    RPC_EXTRA_INFO,
+    RPC_HTTP_REQ_CALL,
+    RPC_HTTP_RESP_CALL,
+    RPC_PREPARE_CONF,
+)
 from a6runner._fbs import (
     ErrResp,
     ExtraInfoReq,
@@ -33,28 +51,50 @@ from a6runner._fbs import HTTPReqCallReq as _HTTPReqCallReqTable
 from a6runner._fbs import HTTPRespCallReq as _HTTPRespCallReqTable
 from a6runner._fbs import PrepareConfReq as _PrepareConfReqTable
 
-FRAME_HEADER_SIZE: Final = 4
-MAX_PAYLOAD_SIZE: Final = 16_777_215
-
-RPC_ERROR: Final = 0
-RPC_PREPARE_CONF: Final = 1
-RPC_HTTP_REQ_CALL: Final = 2
-RPC_EXTRA_INFO: Final = 3
-RPC_HTTP_RESP_CALL: Final = 4
-
-ERR_BAD_REQUEST: Final = 0
-ERR_SERVICE_UNAVAILABLE: Final = 1
-ERR_CONF_TOKEN_NOT_FOUND: Final = 2
-
-INFO_VAR: Final = 1
-INFO_REQ_BODY: Final = 2
-INFO_RESP_BODY: Final = 3
-
-ACTION_NONE: Final = 0
-ACTION_STOP: Final = 1
-ACTION_REWRITE: Final = 2
-
 TextEntries = Sequence[tuple[str, str | bytes | None]]
+
+__all__ = [
+    "ACTION_NONE",
+    "ACTION_REWRITE",
+    "ACTION_STOP",
+    "ERR_BAD_REQUEST",
+    "ERR_CONF_TOKEN_NOT_FOUND",
+    "ERR_SERVICE_UNAVAILABLE",
+    "FRAME_HEADER_SIZE",
+    "INFO_REQ_BODY",
+    "INFO_RESP_BODY",
+    "INFO_VAR",
+    "MAX_PAYLOAD_SIZE",
+    "RPC_ERROR",
+    "RPC_EXTRA_INFO",
+    "RPC_HTTP_REQ_CALL",
+    "RPC_HTTP_RESP_CALL",
+    "RPC_PREPARE_CONF",
+    "FrameSplitter",
+    "HTTPReqCallReq",
+    "HTTPRespCallReq",
+    "PrepareConfReq",
+    "TextEntries",
+    "build_err_resp",
+    "build_extra_info_req",
+    "build_extra_info_resp",
+    "build_http_req_call_req",
+    "build_http_req_call_resp",
+    "build_http_resp_call_req",
+    "build_http_resp_call_resp",
+    "build_prepare_conf_req",
+    "build_prepare_conf_resp",
+    "build_rewrite",
+    "build_stop",
+    "decode_err_resp",
+    "decode_extra_info_resp",
+    "decode_frame_header",
+    "decode_http_req_call_req",
+    "decode_http_resp_call_req",
+    "decode_prepare_conf_req",
+    "encode_frame",
+    "encode_frame_header",
+]
 
 _ENCODING: Final = "utf-8"
 _ERRORS: Final = "surrogateescape"
