@@ -14,7 +14,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Editable install: builds the Cython kernels in place (a failed compile fails here).
-$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(wildcard src/a6native/*.pyx src/a6native/*.pxd)
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(wildcard src/a6native/*.pyx src/a6native/*.pxd src/a6native/*.pxi)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 

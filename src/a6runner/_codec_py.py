@@ -4,6 +4,10 @@ Function for function a mirror of src/a6native/codec.pyi, which states the rules
 implementations follow. Readers are hand-written and bounds-checked: they validate the
 whole reachable structure eagerly, remember where each field lives, and build the Python
 objects on first access. Builders use the ``flatbuffers`` runtime and the generated helpers.
+
+The sections come in the order of the compiled twin's parts, so the two read side by
+side: shared pieces (codec.pyx), frames (codec_frames.pxi), readers (codec_readers.pxi),
+builders (codec_builders.pxi).
 """
 
 from __future__ import annotations
@@ -99,7 +103,16 @@ __all__ = [
 _ENCODING: Final = "utf-8"
 _ERRORS: Final = "surrogateescape"
 
+
+def _payload(buf: bytes) -> bytes:
+    if type(buf) is bytes:
+        return buf
+    # memoryview() refuses ints, which bytes() would turn into zero-filled buffers.
+    return memoryview(buf).tobytes()
+
+
 # --- frames -------------------------------------------------------------------------
+# (native: codec_frames.pxi)
 
 _frame_header = struct.Struct(">I")
 _read_frame_header = _frame_header.unpack_from
@@ -182,6 +195,7 @@ class FrameSplitter:
 
 
 # --- reader primitives --------------------------------------------------------------
+# (native: codec_readers.pxi, after the wire primitives of flatbuffers_layout.pxd)
 # Positions are absolute offsets into the payload. A field position of 0 means "absent"
 # (a present field is at t + off with off >= 1, so it is never 0). A string span of
 # (-1, -1) means an absent string.
@@ -202,13 +216,6 @@ _HTTP_REQ_CALL_REQ_WIDTHS: Final = (4, _OFFSET, 1, _OFFSET, _OFFSET, _OFFSET, 4)
 _HTTP_RESP_CALL_REQ_WIDTHS: Final = (4, 2, _OFFSET, 4)
 _EXTRA_INFO_RESP_WIDTHS: Final = (_OFFSET,)  # result
 _ERR_RESP_WIDTHS: Final = (1,)  # code
-
-
-def _payload(buf: bytes) -> bytes:
-    if type(buf) is bytes:
-        return buf
-    # memoryview() refuses ints, which bytes() would turn into zero-filled buffers.
-    return memoryview(buf).tobytes()
 
 
 def _table_fields(buf: bytes, size: int, table: int, widths: tuple[int, ...]) -> list[int]:
@@ -559,6 +566,7 @@ def decode_err_resp(buf: bytes) -> int:
 
 
 # --- builder primitives -------------------------------------------------------------
+# (native: codec_builders.pxi)
 
 _BUILDER_BASE_SIZE: Final = 1024
 
