@@ -22,6 +22,8 @@ from cpython.object cimport PyObject
 
 from a6native.rewrite_filters import compile_filters
 
+__all__ = ["BodyRewriter"]
+
 # -- output buffer -------------------------------------------------------------------------
 
 

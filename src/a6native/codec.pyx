@@ -66,6 +66,8 @@ cdef extern from "Python.h":
     Py_ssize_t _raw_str_length "PyUnicode_GET_LENGTH" (PyObject* s)
     unsigned long long PyLong_AsUnsignedLongLong(object o) except? <unsigned long long>-1
 
+from collections.abc import Sequence
+
 from a6native.errors import DecodeError, FrameTooLarge
 
 # The protocol vocabulary as Python names, from the C enums: the same names and values as
@@ -90,6 +92,51 @@ INFO_RESP_BODY = proto.INFO_RESP_BODY
 ACTION_NONE = proto.ACTION_NONE
 ACTION_STOP = proto.ACTION_STOP
 ACTION_REWRITE = proto.ACTION_REWRITE
+
+TextEntries = Sequence[tuple[str, str | bytes | None]]
+
+__all__ = [
+    "ACTION_NONE",
+    "ACTION_REWRITE",
+    "ACTION_STOP",
+    "ERR_BAD_REQUEST",
+    "ERR_CONF_TOKEN_NOT_FOUND",
+    "ERR_SERVICE_UNAVAILABLE",
+    "FRAME_HEADER_SIZE",
+    "INFO_REQ_BODY",
+    "INFO_RESP_BODY",
+    "INFO_VAR",
+    "MAX_PAYLOAD_SIZE",
+    "RPC_ERROR",
+    "RPC_EXTRA_INFO",
+    "RPC_HTTP_REQ_CALL",
+    "RPC_HTTP_RESP_CALL",
+    "RPC_PREPARE_CONF",
+    "FrameSplitter",
+    "HTTPReqCallReq",
+    "HTTPRespCallReq",
+    "PrepareConfReq",
+    "TextEntries",
+    "build_err_resp",
+    "build_extra_info_req",
+    "build_extra_info_resp",
+    "build_http_req_call_req",
+    "build_http_req_call_resp",
+    "build_http_resp_call_req",
+    "build_http_resp_call_resp",
+    "build_prepare_conf_req",
+    "build_prepare_conf_resp",
+    "build_rewrite",
+    "build_stop",
+    "decode_err_resp",
+    "decode_extra_info_resp",
+    "decode_frame_header",
+    "decode_http_req_call_req",
+    "decode_http_resp_call_req",
+    "decode_prepare_conf_req",
+    "encode_frame",
+    "encode_frame_header",
+]
 
 cdef int64_t C_MAX_PAYLOAD = proto.MAX_PAYLOAD_SIZE
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 from a6native.rewrite_filters import Piece, compile_filters
 
+__all__ = ["BodyRewriter"]
+
 
 def _as_re_replacement(pieces: list[Piece]) -> bytes:
     """The pieces in ``re``'s own replacement syntax (a plain literal when no group)."""
