@@ -36,8 +36,12 @@ Building rules
   Entries are ``(name, value)``; ``value=None`` writes a TextEntry without value.
 * An integer outside its field's range (uint32 ids/tokens, uint16 status, ubyte method/code)
   raises ``OverflowError``; a wrong type raises ``TypeError``.
-* Output must decode with the ``flatbuffers`` runtime + generated code (src/a6runner/_fbs)
-  and with our own readers. Byte-for-byte equality between implementations is NOT required.
+* Both implementations write the same bytes: the root offset, then each table's vtable
+  just before the table, each child after the offset that points to it, everything 4-byte
+  aligned and zero-padded (codec_builders.pxi; tests/test_codec_builders_identical.py).
+* Output must decode with the ``flatbuffers`` runtime + generated code (src/a6runner/_fbs,
+  the tests' independent reference; the runner itself never imports them) and with our
+  own readers.
 """
 
 from collections.abc import Sequence
