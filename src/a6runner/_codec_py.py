@@ -15,7 +15,7 @@ builders (codec_builders.pxi).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from a6native.errors import DecodeError, FrameTooLarge
@@ -187,6 +187,22 @@ _read_u32 = struct.Struct("<I").unpack_from
 _read_i32 = struct.Struct("<i").unpack_from
 _read_vtable_head = struct.Struct("<HH").unpack_from
 _read_slots = [struct.Struct(f"<{count}H").unpack_from for count in range(8)]
+# A TextEntry's vtable (its size, the table size, two field slots) when it sits right
+# before the table, then the table's soffset and the words at 4 and 8 (the usual slots).
+_read_entry = struct.Struct("<HHHHiII").unpack_from
+_read_entry_vtable = struct.Struct("<HHHH").unpack_from
+
+
+def _unpacker_of_u32s(count: int) -> Callable[[bytes, int], tuple[int, ...]]:
+    """Reads ``count`` uint32 at once (a vector's elements)."""
+    unpack = _U32S_UNPACKERS.get(count)
+    if unpack is None:
+        unpack = _U32S_UNPACKERS[count] = struct.Struct(f"<{count}I").unpack_from
+    return unpack
+
+
+_LINKS_PER_READ: Final = 64  # the longest vector whose elements are read at once
+_U32S_UNPACKERS: dict[int, Callable[[bytes, int], tuple[int, ...]]] = {}
 
 _Span = tuple[int, int, int, int]
 
@@ -248,38 +264,68 @@ def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
     """Validate a [TextEntry] field; (name_start, name_end, value_start, value_end) per
     entry, an absent name as (0, 0) (reads as ""), an absent value as (-1, -1).
 
-    The hot loop of every request: _table_fields and _vector are inlined (same checks,
-    same order) to spend one Python frame per vector instead of four per entry.
+    The hot loop of every request, so the usual entry costs three reads: its vtable and
+    table head in one (the vtable sits right before the table in a forward layout; a
+    builder that shares one vtable among the entries has it read once), and the two
+    length words. Any other layout goes through _entry_span, which checks the entry field
+    by field (the same checks, so the same buffers are rejected).
     """
-    spans: list[_Span] = []
     if not field:
-        return spans
+        return []
     start, count = _vector(buf, size, field, 4)
+    if not count:
+        return []
+    spans: list[_Span] = []
+    append = spans.append
     read_u32 = _read_u32
-    read_pair = _read_vtable_head  # two u16: (vtsize, tsize) or (name slot, value slot)
-    for element in range(start, start + 4 * count, 4):
-        entry = element + read_u32(buf, element)[0]
-        if entry + 4 > size:
-            raise DecodeError(f"table at {entry} runs past the end ({size} bytes)")
-        vtable = entry - _read_i32(buf, entry)[0]
-        if vtable < 0 or vtable + 4 > size:
-            raise DecodeError(f"vtable of the table at {entry} is out of bounds")
-        vtable_size, table_size = read_pair(buf, vtable)
-        if vtable_size & 1 or vtable_size < 4 or vtable + vtable_size > size:
-            raise DecodeError(f"bad vtable size {vtable_size} at {vtable}")
-        if table_size < 4 or entry + table_size > size:
-            raise DecodeError(f"bad table size {table_size} at {entry}")
-        if vtable_size >= 8:
-            name_offset, value_offset = read_pair(buf, vtable + 4)
-        elif vtable_size == 6:
-            name_offset, value_offset = read_pair(buf, vtable + 2)[1], 0
+    read_entry = _read_entry
+    element = start - 4
+    # The links in one read; a long vector (a hostile count may reach size / 4) one by one,
+    # never as one tuple.
+    links: Iterable[int] = (
+        _unpacker_of_u32s(count)(buf, start)
+        if count <= _LINKS_PER_READ
+        else (read_u32(buf, at)[0] for at in range(start, start + 4 * count, 4))
+    )
+    shared_vtable = -1  # the last vtable read away from its table, and its four fields
+    shared_fields = (0, 0, 0, 0)
+    for link in links:
+        element += 4
+        entry = element + link
+        if entry < 8 or entry + 12 > size:
+            append(_entry_span(buf, size, entry))
+            continue
+        # The 8 bytes before the table are its vtable when the soffset is 8.
+        vtable_size, table_size, name_offset, value_offset, soffset, word_4, word_8 = read_entry(
+            buf, entry - 8
+        )
+        if soffset != 8:
+            vtable = entry - soffset
+            if vtable == shared_vtable:
+                vtable_size, table_size, name_offset, value_offset = shared_fields
+            elif 0 <= vtable <= size - 8:
+                shared_vtable = vtable
+                shared_fields = vtable_size, table_size, name_offset, value_offset = (
+                    _read_entry_vtable(buf, vtable)
+                )
+            else:
+                append(_entry_span(buf, size, entry))
+                continue
         else:
-            name_offset = value_offset = 0
+            vtable = entry - 8
+        if (
+            vtable_size < 8
+            or vtable_size & 1
+            or vtable + vtable_size > size
+            or table_size < 4
+            or entry + table_size > size
+            or (name_offset and name_offset != 4 and name_offset != 8)
+            or (value_offset and value_offset != 4 and value_offset != 8)
+        ):
+            append(_entry_span(buf, size, entry))
+            continue
         if name_offset:
-            name_field = entry + name_offset
-            if name_field + 4 > size:
-                raise DecodeError(f"name of the entry at {entry} is out of bounds")
-            target = name_field + read_u32(buf, name_field)[0]
+            target = entry + 4 + word_4 if name_offset == 4 else entry + 8 + word_8
             if target + 4 > size:
                 raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
             name_start = target + 4
@@ -289,20 +335,61 @@ def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
         else:
             name_start = name_end = 0
         if value_offset:
-            value_field = entry + value_offset
-            if value_field + 4 > size:
-                raise DecodeError(f"value of the entry at {entry} is out of bounds")
-            target = value_field + read_u32(buf, value_field)[0]
+            target = entry + 4 + word_4 if value_offset == 4 else entry + 8 + word_8
             if target + 4 > size:
                 raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
             value_start = target + 4
             value_end = value_start + read_u32(buf, target)[0]
             if value_end > size:
                 raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
-            spans.append((name_start, name_end, value_start, value_end))
+            append((name_start, name_end, value_start, value_end))
         else:
-            spans.append((name_start, name_end, -1, -1))
+            append((name_start, name_end, -1, -1))
     return spans
+
+
+def _entry_span(buf: bytes, size: int, entry: int) -> _Span:
+    """One TextEntry checked field by field: _table_fields and _vector for its table, in
+    the same order (the layouts _text_entry_spans does not read in one go)."""
+    if entry + 4 > size:
+        raise DecodeError(f"table at {entry} runs past the end ({size} bytes)")
+    vtable = entry - _read_i32(buf, entry)[0]
+    if vtable < 0 or vtable + 4 > size:
+        raise DecodeError(f"vtable of the table at {entry} is out of bounds")
+    vtable_size, table_size = _read_vtable_head(buf, vtable)
+    if vtable_size & 1 or vtable_size < 4 or vtable + vtable_size > size:
+        raise DecodeError(f"bad vtable size {vtable_size} at {vtable}")
+    if table_size < 4 or entry + table_size > size:
+        raise DecodeError(f"bad table size {table_size} at {entry}")
+    if vtable_size >= 8:
+        name_offset, value_offset = _read_vtable_head(buf, vtable + 4)
+    elif vtable_size == 6:
+        name_offset, value_offset = _read_vtable_head(buf, vtable + 2)[1], 0
+    else:
+        name_offset = value_offset = 0
+    name_start, name_end = _entry_string(buf, size, entry, name_offset, "name")
+    if not value_offset:
+        return name_start, name_end, -1, -1
+    value_start, value_end = _entry_string(buf, size, entry, value_offset, "value")
+    return name_start, name_end, value_start, value_end
+
+
+def _entry_string(buf: bytes, size: int, entry: int, offset: int, what: str) -> tuple[int, int]:
+    """(start, end) of an entry's string field at ``offset`` in its table; (0, 0) when
+    the field is absent."""
+    if not offset:
+        return 0, 0
+    field = entry + offset
+    if field + 4 > size:
+        raise DecodeError(f"{what} of the entry at {entry} is out of bounds")
+    target = field + _read_u32(buf, field)[0]
+    if target + 4 > size:
+        raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
+    start = target + 4
+    end = start + _read_u32(buf, target)[0]
+    if end > size:
+        raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
+    return start, end
 
 
 def _text(buf: bytes, start: int, end: int) -> str:
