@@ -15,7 +15,7 @@ builders (codec_builders.pxi).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from a6native.errors import DecodeError, FrameTooLarge
@@ -193,16 +193,18 @@ _read_entry = struct.Struct("<HHHHiII").unpack_from
 _read_entry_vtable = struct.Struct("<HHHH").unpack_from
 
 
-def _unpacker_of_u32s(count: int) -> Callable[[bytes, int], tuple[int, ...]]:
-    """Reads ``count`` uint32 at once (a vector's elements)."""
-    unpack = _U32S_UNPACKERS.get(count)
-    if unpack is None:
-        unpack = _U32S_UNPACKERS[count] = struct.Struct(f"<{count}I").unpack_from
-    return unpack
+def _u32s(count: int) -> struct.Struct:
+    """``count`` uint32 in a row: a vector's links, read or written at once."""
+    layout = _U32S.get(count)
+    if layout is None:
+        layout = struct.Struct(f"<{count}I")
+        if count <= _LINKS_PER_READ + 1:
+            _U32S[count] = layout
+    return layout
 
 
-_LINKS_PER_READ: Final = 64  # the longest vector whose elements are read at once
-_U32S_UNPACKERS: dict[int, Callable[[bytes, int], tuple[int, ...]]] = {}
+_LINKS_PER_READ: Final = 64  # the longest vector whose links are read at once
+_U32S: dict[int, struct.Struct] = {}
 
 _Span = tuple[int, int, int, int]
 
@@ -283,7 +285,7 @@ def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
     # The links in one read; a long vector (a hostile count may reach size / 4) one by one,
     # never as one tuple.
     links: Iterable[int] = (
-        _unpacker_of_u32s(count)(buf, start)
+        _u32s(count).unpack_from(buf, start)
         if count <= _LINKS_PER_READ
         else (read_u32(buf, at)[0] for at in range(start, start + 4 * count, 4))
     )
@@ -658,10 +660,6 @@ def _string_size(n: int) -> int:
     return 4 + ((n + 4) & ~3)  # length word, bytes, NUL, padding
 
 
-def _byte_vector_size(n: int) -> int:
-    return 4 + ((n + 3) & ~3)
-
-
 def _uint(value: int, bits: int, what: str) -> int:
     # Only int (and so bool): no float truncation, no __index__ objects.
     if not isinstance(value, int):
@@ -742,22 +740,8 @@ def _put_entries(parts: list[bytes], entries: TextEntries, what: str) -> int:
             _STRING_PAD[m & 3],
         )
         size += 24 + name_size + ((m + 4) & ~3)
-    parts[first] = _pack_links(count + 1)(*links)
+    parts[first] = _u32s(count + 1).pack(*links)
     return 4 + 4 * count + size
-
-
-def _pack_links(count: int) -> Callable[..., bytes]:
-    """The packer of ``count`` uint32 (a vector's length word and its offsets)."""
-    pack = _LINKS_PACKERS.get(count)
-    if pack is None:
-        pack = struct.Struct(f"<{count}I").pack
-        if count <= _LINKS_PACKERS_CACHED:
-            _LINKS_PACKERS[count] = pack
-    return pack
-
-
-_LINKS_PACKERS: dict[int, Callable[..., bytes]] = {}
-_LINKS_PACKERS_CACHED: Final = 256  # entries per vector worth a cached Struct
 
 
 def _put_string(parts: list[bytes], data: bytes) -> int:
