@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from ._errors import ConfError
 from ._kernels import codec
 from ._plugin import Needs, Plugin
 
@@ -80,6 +81,22 @@ def _needs(plugin: Plugin, conf: Any) -> Needs:
     return Needs(tuple(needs.vars), bool(needs.body), bool(needs.resp_body))
 
 
+def _log_rejected(name: str, exc: BaseException) -> None:
+    """Say why an entry was skipped, never with a value of its conf (secrets end up in
+    APISIX's error.log): a ConfError carries none; any other exception's message may quote
+    the conf, so only its type is said at the default level."""
+    if isinstance(exc, ConfError):
+        log.warning("conf entry %r skipped: %s", name, exc)
+        return
+    log.warning(
+        "conf entry %r skipped: its plugin raised %s (message not logged: it may quote the "
+        "conf; --log-level debug shows it)",
+        name,
+        type(exc).__name__,
+    )
+    log.debug("conf entry %r: %s: %s", name, type(exc).__name__, exc)
+
+
 def parse_entries(plugins: Mapping[str, Plugin], conf: RawConf) -> tuple[Entry, ...]:
     """Let each named plugin parse its conf; unknown names and bad confs are logged and
     skipped (the reference runners never fail a whole conf for one entry)."""
@@ -93,7 +110,7 @@ def parse_entries(plugins: Mapping[str, Plugin], conf: RawConf) -> tuple[Entry, 
             parsed_conf = plugin.parse_conf(raw)
             parsed.append((plugin, parsed_conf, _needs(plugin, parsed_conf)))
         except BaseException as exc:  # a plugin's parse_conf may raise anything: skip it
-            log.warning("conf entry %r skipped: %s: %s", name, type(exc).__name__, exc)
+            _log_rejected(name, exc)
     return tuple(parsed)
 
 
