@@ -6,9 +6,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import NO_EXTENSIONS, load_kernel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from implementations import NO_EXTENSIONS, load_kernel
 
 # The fixture is parametrized per implementation, not mutated per example.
 fixture_ok = settings(

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from conftest import NO_EXTENSIONS
+from implementations import NO_EXTENSIONS
 
 import a6runner
 from a6runner import _kernels
