@@ -6,11 +6,12 @@ import asyncio
 import hashlib
 import json
 import socket
-import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from support_plugins import ALL, CountParses
+from fake_clock import FakeClock
+from support_plugins import ALL, CountParses, Holding
 
 from a6runner._kernels import codec
 from a6runner.testing import Client, RunnerHandle, decode_reply, run_runner
@@ -82,15 +83,35 @@ def test_unknown_token_then_connection_still_usable(apisix: Client) -> None:
     assert apisix.http_req_call(token).body == b"ok"
 
 
-def test_expired_token_is_forgotten_and_reprepare_works() -> None:
-    with run_runner(plugins=ALL, conf_expire_time=0.05) as runner, runner.client() as apisix:
+def test_a_token_expires_after_the_ttl_x_1_2_and_its_key_then_gives_a_new_one() -> None:
+    clock = FakeClock()
+    with (
+        run_runner(plugins=ALL, conf_expire_time=100, clock=clock) as runner,
+        runner.client() as apisix,
+    ):
         token = apisix.prepare_conf([("stopper", {"body": "fresh"})], key="k")
+        clock.advance(119)
         assert apisix.http_req_call(token).body == b"fresh"
-        time.sleep(0.2)  # past 0.05 s x 1.2
+        clock.advance(1)  # 100 s x 1.2 since PrepareConf
         assert apisix.http_req_call(token).error == "CONF_TOKEN_NOT_FOUND"
         new_token = apisix.prepare_conf([("stopper", {"body": "fresh"})], key="k")
         assert new_token != token
         assert apisix.http_req_call(new_token).body == b"fresh"
+
+
+def test_a_key_prepared_again_after_expiry_never_gets_the_dead_token() -> None:
+    """The re-prepare that follows CONF_TOKEN_NOT_FOUND must not get the expired token back
+    (APISIX would loop), even when no call looked the dead token up in between."""
+    clock = FakeClock()
+    with (
+        run_runner(plugins=ALL, conf_expire_time=1, clock=clock) as runner,
+        runner.client() as apisix,
+    ):
+        token = apisix.prepare_conf([("stopper", {"body": "x"})], key="k")
+        clock.advance(2)
+        new_token = apisix.prepare_conf([("stopper", {"body": "x"})], key="k")
+        assert new_token != token
+        assert apisix.http_req_call(new_token).body == b"x"
 
 
 # -- HTTPReqCall: input ---------------------------------------------------------------------
@@ -448,17 +469,22 @@ def test_200_connections_50_calls_each_no_cross_talk(runner: RunnerHandle) -> No
     asyncio.run(main())
 
 
-def test_a_sleeping_filter_does_not_hold_up_other_connections(runner: RunnerHandle) -> None:
+def test_a_waiting_filter_does_not_hold_up_other_connections(
+    runner: RunnerHandle, tmp_path: Path
+) -> None:
+    held = Holding(tmp_path, body="slow")
+
     async def main() -> None:
         slow = await runner.async_client()
         fast = await runner.async_client()
-        sleepy = await slow.prepare_conf([("sleepy", {"seconds": 1.0, "body": "slow"})])
+        holding = await slow.prepare_conf([("hold", held.conf)])
         quick = await fast.prepare_conf([("stopper", {"body": "quick"})])
-        slow_call = asyncio.ensure_future(slow.http_req_call(sleepy))
-        await asyncio.sleep(0.05)  # the slow call is now sleeping inside the runner
+        slow_call = asyncio.ensure_future(slow.http_req_call(holding))
+        await asyncio.to_thread(held.wait_entered)  # the slow call waits inside the runner
         for _ in range(20):
             assert (await fast.http_req_call(quick)).body == b"quick"
-        assert not slow_call.done()  # 20 fast calls finished while it still sleeps
+        assert not slow_call.done()  # 20 fast calls finished while it still waits
+        held.release()
         assert (await slow_call).body == b"slow"
         await slow.close()
         await fast.close()

@@ -128,9 +128,14 @@ def test_conf_expire_time_comes_from_the_environment(tmp_path: Path) -> None:
     import time
 
     with spawn_runner(["--plugins", SUPPORT], conf_expire_time=0.1) as runner:
+        assert "conf TTL 0.12s" in runner.log()  # APISIX_CONF_EXPIRE_TIME x 1.2
         with runner.client() as apisix:
             token = apisix.prepare_conf([("stopper", {"body": "x"})])
-            time.sleep(0.3)  # past 0.1 s x 1.2
+            # The default TTL (an hour) would outlive this loop by far.
+            deadline = time.monotonic() + 30
+            while apisix.http_req_call(token).kind != "error":
+                assert time.monotonic() < deadline, "the token never expired"
+                time.sleep(0.01)
             assert apisix.http_req_call(token).error == "CONF_TOKEN_NOT_FOUND"
         runner.stop()
 
@@ -223,15 +228,19 @@ def test_entry_point_plugins_are_discovered(tmp_path: Path) -> None:
 
 
 def test_tokens_of_a_previous_runner_are_not_found_after_a_restart(tmp_path: Path) -> None:
-    """APISIX's 'token refresh after the runner lost it': CONF_TOKEN_NOT_FOUND, then it
-    prepares again and the new token works."""
+    """APISIX's 'token refresh after the runner lost it': the new runner hands out other
+    tokens than the old one did (it starts at a random point), so an old token is
+    CONF_TOKEN_NOT_FOUND there even once confs were prepared; APISIX prepares again."""
     path = str(tmp_path / "r.sock")
+    confs = [[("say", {"body": f"route {i}"})] for i in range(20)]
     with spawn_runner(socket_path=path) as first, first.client() as apisix:
-        old = apisix.prepare_conf([("say", {"body": "one"})], key="route")
-        assert apisix.http_req_call(old).body == b"one"
+        old = [apisix.prepare_conf(conf) for conf in confs]
+        assert apisix.http_req_call(old[0]).body == b"route 0"
         first.stop()
     with spawn_runner(socket_path=path) as second, second.client() as apisix:
-        assert apisix.http_req_call(old).error == "CONF_TOKEN_NOT_FOUND"
-        new = apisix.prepare_conf([("say", {"body": "one"})], key="route")
-        assert apisix.http_req_call(new).body == b"one"
+        new = [apisix.prepare_conf(conf) for conf in confs]
+        assert set(old).isdisjoint(new)
+        for token in old:
+            assert apisix.http_req_call(token).error == "CONF_TOKEN_NOT_FOUND"
+        assert apisix.http_req_call(new[0]).body == b"route 0"
         second.stop()

@@ -134,10 +134,11 @@ async def serve_single(
     plugins: Mapping[str, Plugin],
     stop: asyncio.Event,
     on_ready: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Serve in this process (``--workers 1``) until ``stop`` is set."""
     sock = bind_unix_socket(settings.socket_path, settings.socket_mode)
-    confs, services = single_process_backends(plugins, settings.conf_ttl)
+    confs, services = single_process_backends(plugins, settings.conf_ttl, clock)
     try:
         log.info(
             "listening on %s (%d plugins: %s; conf TTL %gs)",

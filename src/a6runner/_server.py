@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import stat
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any, Protocol, cast
 
@@ -408,7 +409,7 @@ class Server:
 
 
 def single_process_backends(
-    plugins: Mapping[str, Plugin], ttl: float
+    plugins: Mapping[str, Plugin], ttl: float, clock: Callable[[], float] = time.monotonic
 ) -> tuple[ConfBackend, RunnerServices]:
-    """Conf tokens and token buckets kept in this process."""
-    return ConfStore(plugins, ttl), LocalServices()
+    """Conf tokens and token buckets kept in this process (``clock``: see run_runner)."""
+    return ConfStore(plugins, ttl, clock), LocalServices(clock)

@@ -73,8 +73,8 @@ class TokenBuckets:
 class LocalServices:
     """RunnerServices for a single process."""
 
-    def __init__(self) -> None:
-        self.buckets = TokenBuckets()
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.buckets = TokenBuckets(clock)
 
     async def reserve(self, key: str, rate: float, burst: int) -> float | None:
         return self.buckets.reserve(key, rate, burst)

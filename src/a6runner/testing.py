@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -490,11 +490,14 @@ def run_runner(
     bundled: bool = False,
     conf_expire_time: float = 3600.0,
     socket_path: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[RunnerHandle]:
     """Run a runner in a background thread for the duration of the ``with`` block.
 
     ``plugins``: the plugin classes to serve; ``bundled=True`` adds the bundled plugins.
-    Confs are kept ``conf_expire_time`` x 1.2 seconds, as in production.
+    Confs are kept ``conf_expire_time`` x 1.2 seconds, as in production. ``clock`` is the
+    monotonic clock that conf expiry and the limit-req buckets read: pass a fake one to
+    let a TTL pass without sleeping.
     """
     from ._registry import build_registry
     from ._runner import Settings, new_event_loop, serve_single
@@ -509,7 +512,8 @@ def run_runner(
     async def main() -> None:
         nonlocal stop
         stop = asyncio.Event()
-        await serve_single(settings, {n: r.plugin for n, r in registry.items()}, stop, ready.set)
+        served = {n: r.plugin for n, r in registry.items()}
+        await serve_single(settings, served, stop, ready.set, clock)
 
     def thread_main() -> None:
         try:
