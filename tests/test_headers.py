@@ -381,6 +381,9 @@ class ReferenceMultiMap:
         values = self.getall(name)
         return values[0] if values else None
 
+    def __contains__(self, name: str) -> bool:
+        return bool(self.getall(name))
+
     def set(self, name: str, value: str) -> None:
         key = self.fold(name)
         self._touch(key)
@@ -434,7 +437,11 @@ class ReferenceMultiMap:
         ]
 
 
-NAMES = st.sampled_from(["a", "A", "b", "B", "x-Id", "X-ID", "x-id", "Ä", "ä", "c"])
+# Mixed-case names with non-ASCII letters too: only their ASCII letters fold ("X-Ä" is
+# "x-Ä", never "x-ä").
+NAMES = st.sampled_from(
+    ["a", "A", "b", "B", "x-Id", "X-ID", "x-id", "Ä", "ä", "c", "X-Ä", "x-Ä", "x-ä", "Ü-Ab", "Ü-aB"]
+)
 VALUES = st.one_of(st.sampled_from(["", "1", "2", "v"]), st.text(max_size=4))
 ENTRIES = st.lists(st.tuples(NAMES, st.one_of(st.none(), VALUES)), max_size=12)
 OPERATIONS = st.lists(
@@ -444,6 +451,7 @@ OPERATIONS = st.lists(
         st.tuples(st.just("delete"), NAMES),
         st.tuples(st.just("get"), NAMES),
         st.tuples(st.just("getall"), NAMES),
+        st.tuples(st.just("__contains__"), NAMES),
     ),
     max_size=25,
 )
