@@ -258,6 +258,27 @@ class WhichProcess(Plugin):
         req.respond(200, str(os.getpid()))
 
 
+class FiltersThatCannotBeRead(Plugin):
+    """Reading its filter raises: the runner cannot build the chain of a conf naming it."""
+
+    name = "filters-that-cannot-be-read"
+
+    @property
+    def request_filter(self) -> Any:  # type: ignore[override]
+        raise RuntimeError("no filter here")
+
+
+class Fatal(BaseException):
+    """Not an Exception: slips past every ``except Exception`` of a call."""
+
+
+class RaisesBaseException(Plugin):
+    name = "raises-base-exception"
+
+    async def request_filter(self, conf: Any, req: Request) -> None:
+        raise Fatal("not an Exception")
+
+
 ALL = [
     EchoInput,
     Stopper,
@@ -273,4 +294,6 @@ ALL = [
     RespSetHeader,
     Marker,
     WhichProcess,
+    FiltersThatCannotBeRead,
+    RaisesBaseException,
 ]

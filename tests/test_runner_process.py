@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -10,8 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from support_plugins import Holding
 
-from a6runner.testing import spawn_runner
+from a6runner._kernels import codec
+from a6runner.testing import RunnerProcess, decode_reply, spawn_runner
 
 SUPPORT = str(Path(__file__).with_name("support_plugins.py"))
 
@@ -244,3 +247,61 @@ def test_tokens_of_a_previous_runner_are_not_found_after_a_restart(tmp_path: Pat
             assert apisix.http_req_call(token).error == "CONF_TOKEN_NOT_FOUND"
         assert apisix.http_req_call(new[0]).body == b"route 0"
         second.stop()
+
+
+def wait_for_log(runner: RunnerProcess, text: str, timeout: float = 30.0) -> str:
+    """Wait until the runner's log says ``text``; the log."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while text not in (log := runner.log()):
+        assert time.monotonic() < deadline, f"{text!r} never logged:\n{log}"
+        time.sleep(0.01)
+    return log
+
+
+def test_accept_failing_for_lack_of_descriptors_keeps_serving_what_it_has() -> None:
+    """EMFILE on accept: the connections the runner has keep working, and the waiting
+    connection is taken once a descriptor is free again."""
+    with spawn_runner(["--plugins", SUPPORT]) as runner:
+        pid = runner.process.pid
+        first = runner.client()
+        token = first.prepare_conf([("stopper", {"body": "served"})])
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        in_use = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+        limit = max(in_use) + 1
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, hard))
+        # connections that take the free descriptors below the limit, so none is left
+        fillers = [runner.client() for _ in range(limit - len(in_use))]
+        waiting = runner.client()  # the connect succeeds: it waits in the backlog
+        try:
+            for filler in fillers:
+                assert filler.http_req_call(token).body == b"served"
+            waiting.send_raw(codec.build_http_req_call_req(9, token, 0, "/", [], [], None))
+            assert "Too many open files" in wait_for_log(runner, "accept failed")
+            assert first.http_req_call(token).body == b"served"
+            first.close()  # frees a descriptor: the waiting connection is accepted
+            reply = decode_reply(*waiting.read_frame())
+            assert reply.id == 9 and reply.body == b"served"
+        finally:
+            for client in [first, waiting, *fillers]:
+                client.close()
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        assert runner.stop() == 0
+
+
+def test_a_call_still_running_after_the_grace_period_is_abandoned_at_shutdown(
+    tmp_path: Path,
+) -> None:
+    held = Holding(tmp_path)  # waits in a task: SIGTERM is handled, the call never ends
+    with spawn_runner(["--plugins", SUPPORT]) as runner, runner.client() as apisix:
+        token = apisix.prepare_conf([("hold", held.conf)])
+        apisix.send_raw(codec.build_http_req_call_req(1, token, 0, "/", [], [], None))
+        held.wait_entered()
+        runner.process.send_signal(signal.SIGTERM)
+        assert runner.process.wait(30) == 0
+        with pytest.raises(ConnectionError):
+            apisix.read_frame()  # closed unanswered: APISIX retries elsewhere
+    log = runner.log()
+    assert "1 calls still running at shutdown: abandoned" in log
+    assert "Traceback" not in log

@@ -15,8 +15,10 @@ from support_plugins import Holding
 
 from a6runner._confstore import ConfStore
 from a6runner._kernels import codec
+from a6runner._runner import Settings
 from a6runner._server import Server, bind_unix_socket
 from a6runner._services import LocalServices
+from a6runner._workers import Supervisor
 from a6runner.testing import AsyncClient, Client, RunnerProcess, decode_reply, spawn_runner
 
 SUPPORT = str(Path(__file__).with_name("support_plugins.py"))
@@ -217,3 +219,50 @@ def test_after_an_accept_the_server_leaves_the_next_connection_to_the_others(
         asyncio.run(main())
     finally:
         listener.close()
+
+
+def test_errors_are_answered_by_the_workers_too(runner: RunnerProcess) -> None:
+    with runner.client() as apisix:
+        assert apisix.http_req_call(0xDEAD0000).error == "CONF_TOKEN_NOT_FOUND"
+        with pytest.raises(RuntimeError, match="SERVICE_UNAVAILABLE"):
+            apisix.prepare_conf([("filters-that-cannot-be-read", {})])
+        token = apisix.prepare_conf([("stopper", {"body": "still here"})], key="k")
+        assert apisix.prepare_conf([("stopper", {"body": "still here"})], key="k") == token
+        assert apisix.http_req_call(token).body == b"still here"
+    assert "PrepareConf failed" in runner.log()
+
+
+def test_a_worker_that_does_not_stop_in_time_is_killed(
+    runner: RunnerProcess, tmp_path: Path
+) -> None:
+    held = Holding(tmp_path, block=True)  # its event loop never sees the SIGTERM
+    with runner.client() as apisix:
+        token = apisix.prepare_conf([("hold", held.conf)])
+        apisix.send_raw(codec.build_http_req_call_req(1, token, 0, "/", [], [], None))
+        stuck = held.wait_entered()
+        assert runner.stop(timeout=30) == 0
+    assert process_state(stuck) in (None, "Z")
+    assert "1 workers still running: killing them" in runner.log()
+
+
+def test_workers_stop_when_the_supervisor_is_gone(runner: RunnerProcess) -> None:
+    workers = worker_pids(runner)
+    runner.process.kill()
+    runner.process.wait(10)
+    deadline = time.monotonic() + 30
+    while any(process_state(pid) not in (None, "Z") for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its supervisor"
+        time.sleep(0.02)
+    assert "Traceback" not in runner.log()
+
+
+def test_the_supervisor_answers_its_requests_and_refuses_unknown_ones(tmp_path: Path) -> None:
+    supervisor = Supervisor(Settings(str(tmp_path / "r.sock"), conf_expire_time=10), {})
+    conf = [("say", b"{}")]
+    token, expires_at = supervisor.answer(("prepare", "key", conf))
+    assert supervisor.answer(("prepare", "key", conf)) == (token, expires_at)
+    assert supervisor.answer(("lookup", token)) == (conf, expires_at)
+    assert supervisor.answer(("lookup", token + 1)) is None
+    assert supervisor.answer(("reserve", "bucket", 1.0, 1)) == 0.0
+    with pytest.raises(ValueError, match="unknown supervisor request 'nope'"):
+        supervisor.answer(("nope",))
