@@ -305,3 +305,13 @@ def test_a_call_still_running_after_the_grace_period_is_abandoned_at_shutdown(
     log = runner.log()
     assert "1 calls still running at shutdown: abandoned" in log
     assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_either_event_loop_serves_calls_and_extra_info(loop: str) -> None:
+    with spawn_runner(["--loop", loop, "--plugins", SUPPORT]) as runner:
+        with runner.client() as apisix:
+            token = apisix.prepare_conf([("ask-vars", {"vars": ["remote_addr"]})])
+            reply = apisix.http_req_call(token, vars={"remote_addr": "10.0.0.3"})
+            assert reply.body == b'{"remote_addr": "10.0.0.3"}'
+        assert runner.stop() == 0
