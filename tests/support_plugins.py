@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -279,6 +280,18 @@ class RaisesBaseException(Plugin):
         raise Fatal("not an Exception")
 
 
+class IgnoresCancellation(Plugin):
+    """Asks a var; if the call is cancelled meanwhile (APISIX went away) it carries on and
+    asks again, as a careless plugin swallowing CancelledError would."""
+
+    name = "ignores-cancellation"
+
+    async def request_filter(self, conf: Any, req: Request) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await req.var("first")
+        await req.var("second")
+
+
 ALL = [
     EchoInput,
     Stopper,
@@ -296,4 +309,5 @@ ALL = [
     WhichProcess,
     FiltersThatCannotBeRead,
     RaisesBaseException,
+    IgnoresCancellation,
 ]

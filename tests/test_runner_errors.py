@@ -4,6 +4,7 @@ logged, and the connection and the runner go on serving."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -86,3 +87,19 @@ def test_frames_sent_behind_a_waiting_call_are_answered_in_order(apisix: Client)
     assert prepared.kind == "prepare_conf" and prepared.conf_token != 0
     assert decode_reply(*apisix.read_frame()).error == "CONF_TOKEN_NOT_FOUND"
     assert apisix.http_req_call(prepared.conf_token).body == b"queued"
+
+
+def test_a_call_whose_connection_is_gone_is_abandoned_even_if_a_plugin_carries_on(
+    runner: RunnerHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="a6runner"):
+        with runner.client() as apisix:
+            token = apisix.prepare_conf([("ignores-cancellation", {})])
+            apisix.send_raw(codec.build_http_req_call_req(3, token, 0, "/", [], [], None))
+            assert apisix.read_frame()[0] == codec.RPC_EXTRA_INFO  # waiting for "first"
+        deadline = time.monotonic() + 30
+        while "call 3 abandoned: APISIX closed the connection" not in caplog.text:
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.01)
+    with runner.client() as apisix:
+        still_serving(apisix)

@@ -35,6 +35,17 @@ def run_cli(
     )
 
 
+def wait_for_log(runner: RunnerProcess, text: str, timeout: float = 30.0) -> str:
+    """Wait until the runner's log says ``text``; the log."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while text not in (log := runner.log()):
+        assert time.monotonic() < deadline, f"{text!r} never logged:\n{log}"
+        time.sleep(0.01)
+    return log
+
+
 def test_socket_mode_is_0766_and_socket_removed_at_exit(tmp_path: Path) -> None:
     path = str(tmp_path / "r.sock")
     with spawn_runner(["--plugins", SUPPORT], socket_path=path) as runner:
@@ -131,7 +142,7 @@ def test_conf_expire_time_comes_from_the_environment(tmp_path: Path) -> None:
     import time
 
     with spawn_runner(["--plugins", SUPPORT], conf_expire_time=0.1) as runner:
-        assert "conf TTL 0.12s" in runner.log()  # APISIX_CONF_EXPIRE_TIME x 1.2
+        wait_for_log(runner, "conf TTL 0.12s")  # APISIX_CONF_EXPIRE_TIME x 1.2
         with runner.client() as apisix:
             token = apisix.prepare_conf([("stopper", {"body": "x"})])
             # The default TTL (an hour) would outlive this loop by far.
@@ -247,17 +258,6 @@ def test_tokens_of_a_previous_runner_are_not_found_after_a_restart(tmp_path: Pat
             assert apisix.http_req_call(token).error == "CONF_TOKEN_NOT_FOUND"
         assert apisix.http_req_call(new[0]).body == b"route 0"
         second.stop()
-
-
-def wait_for_log(runner: RunnerProcess, text: str, timeout: float = 30.0) -> str:
-    """Wait until the runner's log says ``text``; the log."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while text not in (log := runner.log()):
-        assert time.monotonic() < deadline, f"{text!r} never logged:\n{log}"
-        time.sleep(0.01)
-    return log
 
 
 def test_accept_failing_for_lack_of_descriptors_keeps_serving_what_it_has() -> None:

@@ -526,9 +526,12 @@ def run_runner(
 
     thread = threading.Thread(target=thread_main, name="a6runner-test", daemon=True)
     thread.start()
-    ready.wait(10)
+    started = ready.wait(30)
     if failure:
         raise failure[0]
+    if not started:
+        loop.call_soon_threadsafe(loop.stop)
+        raise TimeoutError(f"the runner did not listen on {settings.socket_path} within 30 s")
     try:
         yield RunnerHandle(settings.socket_path)
     finally:
