@@ -292,6 +292,36 @@ class IgnoresCancellation(Plugin):
         await req.var("second")
 
 
+class AsyncMarker(Plugin):
+    """Like marker, after awaiting: the rest of the chain then runs in the call's task."""
+
+    name = "async-marker"
+
+    async def request_filter(self, conf: Any, req: Request) -> None:
+        await asyncio.sleep(0)
+        req.headers.add("x-ran", conf["mark"])
+
+
+class RespIdentity(Plugin):
+    """Answers what a response filter knows of its call: id, conf token, services."""
+
+    name = "resp-identity"
+
+    def response_filter(self, conf: Any, resp: Response) -> None:
+        seen = {"id": resp.id, "conf_token": resp.conf_token, "status": resp.status}
+        seen["has_services"] = resp.services is not None
+        resp.set_body(json.dumps(seen))
+
+
+class DrivesVarByHand(Plugin):
+    """A plain filter that runs ``req.var()`` by hand instead of awaiting it."""
+
+    name = "drives-var-by-hand"
+
+    def request_filter(self, conf: Any, req: Request) -> None:
+        req.var("remote_addr").send(None)
+
+
 ALL = [
     EchoInput,
     Stopper,
@@ -310,4 +340,7 @@ ALL = [
     FiltersThatCannotBeRead,
     RaisesBaseException,
     IgnoresCancellation,
+    AsyncMarker,
+    RespIdentity,
+    DrivesVarByHand,
 ]

@@ -125,3 +125,17 @@ def test_two_allocators_do_not_hand_out_the_same_first_tokens() -> None:
     second = {after.next() for _ in range(1000)}
     assert len(first) == 1000 and len(second) == 1000
     assert first.isdisjoint(second)
+
+
+def test_the_sweep_waits_a_minute_between_runs() -> None:
+    """Sweeping walks every token: on each PrepareConf it would make them quadratic."""
+    clock = FakeClock()
+    store: TokenStore[str] = TokenStore(3600.0, clock)
+    store.install(1, "short-lived", clock.now + 30)
+    clock.advance(60)  # the first sweep is due exactly now
+    store.install(2, "a", clock.now + 30)
+    assert len(store) == 1  # token 1 went
+    clock.advance(31)  # token 2 has expired, but the next sweep is 29 s away
+    store.install(3, "b", clock.now + 30)
+    assert len(store) == 2
+    assert store.get(2) is None  # a lookup never returns it meanwhile

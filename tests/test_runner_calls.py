@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,15 @@ from a6runner.testing import Client, RunnerHandle, decode_reply, run_runner
 def runner() -> Iterator[RunnerHandle]:
     with run_runner(plugins=ALL) as handle:
         yield handle
+
+
+@pytest.fixture(autouse=True)
+def no_event_loop_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """An exception in a callback of the runner's loop is logged by asyncio, not raised:
+    a test would pass over it."""
+    yield
+    errors = [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
 
 
 @pytest.fixture
@@ -296,6 +306,52 @@ def test_ask_vars_and_missing_var(apisix: Client) -> None:
     assert body_json(reply) == {"remote_addr": "10.0.0.9", "request_time": "0.001", "nope": None}
     # each var asked once: the second read came from the call's cache
     assert reply.asked == [("var", "remote_addr"), ("var", "request_time"), ("var", "nope")]
+
+
+def test_var_values_that_are_not_utf8_reach_the_plugin_intact(apisix: Client) -> None:
+    token = apisix.prepare_conf([("ask-vars", {"vars": ["raw"]})])
+    reply = apisix.http_req_call(token, vars={"raw": b"\xffok"})
+    assert json.loads(reply.body or b"") == {"raw": "\udcffok"}  # surrogateescape
+
+
+def test_after_an_async_filter_the_rest_of_the_chain_runs_in_order(apisix: Client) -> None:
+    token = apisix.prepare_conf(
+        [
+            ("async-marker", {"mark": "1"}),
+            ("marker", {"mark": "2"}),  # returns True: not awaitable, ignored
+            ("async-marker", {"mark": "3"}),
+            ("marker", {"mark": "4"}),
+        ]
+    )
+    reply = apisix.http_req_call(token, headers=[("host", "h")])
+    assert reply.action == "rewrite"
+    assert dict(reply.headers) == {"x-ran": "1, 2, 3, 4"}
+
+
+def test_a_response_filter_knows_its_call(apisix: Client) -> None:
+    token = apisix.prepare_conf([("resp-identity", {})])
+    reply = apisix.http_resp_call(token, status=201, id=42)
+    assert json.loads(reply.body or b"") == {
+        "id": 42,
+        "conf_token": token,
+        "status": 201,
+        "has_services": True,
+    }
+
+
+def test_an_absent_response_body_reads_as_empty(apisix: Client) -> None:
+    token = apisix.prepare_conf([("resp-mod", {"read_body": True})])
+    reply = apisix.http_resp_call(token, headers=[("content-type", "text/plain")], body=None)
+    assert reply.asked == [("resp_body", None)]
+    assert reply.body is None  # b"".upper(): an empty new body means unchanged (PROTOCOL.md)
+
+
+def test_extra_info_outside_a_call_task_is_a_clear_plugin_error(
+    apisix: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = apisix.prepare_conf([("drives-var-by-hand", {})])
+    assert apisix.http_req_call(token).error == "SERVICE_UNAVAILABLE"
+    assert "ExtraInfo is only available while a call is in flight" in caplog.text
 
 
 @pytest.mark.parametrize(

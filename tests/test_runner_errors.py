@@ -46,6 +46,7 @@ def test_an_internal_error_in_a_call_task_is_service_unavailable(
     token = apisix.prepare_conf([("raises-base-exception", {})])
     assert apisix.http_req_call(token).error == "SERVICE_UNAVAILABLE"
     assert "internal error in a call" in caplog.text
+    assert "Fatal: not an Exception" in caplog.text  # with its traceback
     still_serving(apisix)
 
 

@@ -51,3 +51,26 @@ def test_full_buckets_are_forgotten_and_memory_stays_bounded() -> None:
     assert (
         buckets.reserve("busy", 0.001, 1) is not None and buckets.reserve("busy", 0.001, 1) > 1000
     )
+
+
+def test_a_changed_rate_or_burst_starts_a_new_bucket() -> None:
+    buckets = TokenBuckets(FakeClock())
+    assert buckets.reserve("k", 1, 1) == 0.0  # empty now
+    assert buckets.reserve("k", 1, 5) == 0.0  # the burst changed: a new, full bucket
+    assert buckets.reserve("k", 2, 5) == 0.0  # the rate changed: again
+    assert [buckets.reserve("k", 2, 5) for _ in range(4)] == [0.0, 0.0, 0.0, 0.0]
+    assert buckets.reserve("k", 2, 5) == 0.5
+
+
+def test_the_sweep_runs_once_every_sweep_interval_and_no_sooner() -> None:
+    clock = FakeClock()
+    buckets = TokenBuckets(clock)
+    buckets.reserve("early", 100, 1)
+    clock.advance(TokenBuckets.SWEEP_EVERY)  # exactly due
+    buckets.reserve("due", 100, 1)
+    assert len(buckets) == 1  # "early" had refilled: forgotten
+    clock.advance(1)  # "due" has refilled too, but the next sweep is a minute away
+    buckets.reserve("later", 100, 1)
+    assert len(buckets) == 2
+    assert buckets.forget_full() == 1  # by hand, on the bucket clock: "due" goes
+    assert len(buckets) == 1  # "later" was emptied this very moment
