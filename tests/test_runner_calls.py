@@ -378,10 +378,15 @@ def test_15_mib_request_body_and_15_mib_stop_body(apisix: Client) -> None:
     assert reply.action == "stop" and reply.body == b"x" * (15 * 1024 * 1024)
 
 
-def test_reply_too_large_to_frame_is_an_error_and_connection_survives(apisix: Client) -> None:
+def test_reply_too_large_to_frame_is_an_error_and_connection_survives(
+    apisix: Client, caplog: pytest.LogCaptureFixture
+) -> None:
     token = apisix.prepare_conf([("big-stop", {"size": 17 * 1024 * 1024})])
-    reply = apisix.http_req_call(token)
+    reply = apisix.http_req_call(token, id=32)
     assert reply.kind == "error" and reply.error == "SERVICE_UNAVAILABLE"
+    logged = caplog.text
+    assert "call 32: reply too large to frame (" in logged
+    assert "): answered SERVICE_UNAVAILABLE" in logged and "(None)" not in logged
     ok = apisix.prepare_conf([("stopper", {"body": "still here"})])
     assert apisix.http_req_call(ok).body == b"still here"
 
@@ -450,9 +455,14 @@ def test_response_unchanged_is_empty(apisix: Client) -> None:
 # -- errors ---------------------------------------------------------------------------------------
 
 
-def test_plugin_exception_is_service_unavailable_and_connection_survives(apisix: Client) -> None:
+def test_plugin_exception_is_service_unavailable_and_connection_survives(
+    apisix: Client, caplog: pytest.LogCaptureFixture
+) -> None:
     token = apisix.prepare_conf([("boom", {})])
-    assert apisix.http_req_call(token).error == "SERVICE_UNAVAILABLE"
+    reply = apisix.http_req_call(token, id=31)
+    assert reply.error == "SERVICE_UNAVAILABLE"
+    assert "call 31: plugin raised RuntimeError: answered SERVICE_UNAVAILABLE" in caplog.text
+    assert "Traceback" in caplog.text and "plugin bug" in caplog.text  # for the plugin's author
     assert apisix.http_resp_call(token).error == "SERVICE_UNAVAILABLE"
     ok = apisix.prepare_conf([("stopper", {"body": "fine"})])
     assert apisix.http_req_call(ok).body == b"fine"

@@ -221,6 +221,32 @@ def test_after_an_accept_the_server_leaves_the_next_connection_to_the_others(
         listener.close()
 
 
+def test_without_the_pause_a_single_process_server_takes_every_connection(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "r.sock")
+    listener = bind_unix_socket(path, 0o700)
+
+    async def main() -> None:
+        server = Server(listener, ConfStore({}, 60.0), LocalServices())  # the default
+        await server.start()
+        first = await AsyncClient.connect(path)
+        assert (await first.http_req_call(1)).error == "CONF_TOKEN_NOT_FOUND"
+        second = await AsyncClient.connect(path)
+        assert (await first.http_req_call(1)).error == "CONF_TOKEN_NOT_FOUND"
+        with pytest.raises(BlockingIOError):  # the server took it while serving the call
+            listener.accept()
+        assert (await second.http_req_call(1)).error == "CONF_TOKEN_NOT_FOUND"
+        await second.close()
+        await first.close()
+        await server.stop(grace=0)
+
+    try:
+        asyncio.run(main())
+    finally:
+        listener.close()
+
+
 def test_errors_are_answered_by_the_workers_too(runner: RunnerProcess) -> None:
     with runner.client() as apisix:
         assert apisix.http_req_call(0xDEAD0000).error == "CONF_TOKEN_NOT_FOUND"
