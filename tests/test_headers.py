@@ -129,6 +129,27 @@ def test_non_str_values_are_rejected(headers_mod: ModuleType) -> None:
     assert m.changes() == []
 
 
+@pytest.mark.parametrize("ignore_case", [True, False])
+def test_type_errors_say_what_was_given(headers_mod: ModuleType, ignore_case: bool) -> None:
+    m = headers_mod.MultiMap([("a", "1")], ignore_case=ignore_case)
+    with pytest.raises(TypeError, match=r"^name must be str, not int$"):
+        m.get(1)
+    with pytest.raises(TypeError, match=r"^name must be str, not bytes$"):
+        m.set(b"a", "v")
+    with pytest.raises(TypeError, match=r"^value must be str, not NoneType$"):
+        m.add("a", None)
+
+
+def test_a_name_set_back_to_its_value_is_not_a_change_while_others_are(
+    headers_mod: ModuleType,
+) -> None:
+    m = headers_mod.MultiMap([("a", "1"), ("b", "2")])
+    m.set("a", "new")
+    m.set("b", "2")  # touched after another name: still unchanged
+    assert m.changes() == [("a", "new")]
+    assert m.changes_joined() == [("a", "new")]
+
+
 def test_str_subclasses_work_like_str(headers_mod: ModuleType) -> None:
     class HeaderName(str):
         pass

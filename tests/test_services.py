@@ -74,3 +74,22 @@ def test_the_sweep_runs_once_every_sweep_interval_and_no_sooner() -> None:
     assert len(buckets) == 2
     assert buckets.forget_full() == 1  # by hand, on the bucket clock: "due" goes
     assert len(buckets) == 1  # "later" was emptied this very moment
+
+
+def test_a_partly_refilled_bucket_lets_a_caller_through_at_once() -> None:
+    clock = FakeClock()
+    buckets = TokenBuckets(clock)
+    assert [buckets.reserve("k", 1, 2) for _ in range(2)] == [0.0, 0.0]
+    clock.advance(1.5)  # 1.5 tokens back: one caller goes at once, half a token is left
+    assert buckets.reserve("k", 1, 2) == 0.0
+    assert buckets.reserve("k", 1, 2) == pytest.approx(0.5)
+
+
+def test_slow_buckets_are_forgotten_too_once_full() -> None:
+    clock = FakeClock()
+    buckets = TokenBuckets(clock)
+    buckets.reserve("slow", 0.5, 1)  # refills in 2 s
+    buckets.reserve("never", 0, 1)  # rate 0: never refills, never forgotten
+    clock.advance(TokenBuckets.SWEEP_EVERY)
+    assert buckets.forget_full() == 1
+    assert len(buckets) == 1 and buckets.reserve("never", 0, 1) is None
