@@ -205,6 +205,20 @@ def test_stop_keeps_resp_headers_of_earlier_plugins(apisix: Client) -> None:
     assert reply.headers == [("x-request-id", "abc"), ("www-authenticate", "Basic")]
 
 
+def test_a_stop_header_replaces_an_earlier_resp_header_of_that_name_in_any_case(
+    apisix: Client,
+) -> None:
+    token = apisix.prepare_conf(
+        [
+            ("rewriter", {"resp_headers": [["X-Same", "early"], ["x-other", "1"]]}),
+            ("stopper", {"status": 401, "headers": [["x-same", "stop"]]}),
+        ]
+    )
+    reply = apisix.http_req_call(token)
+    assert reply.action == "stop"
+    assert reply.headers == [("x-other", "1"), ("x-same", "stop")]
+
+
 # -- Rewrite ------------------------------------------------------------------------------------
 
 
