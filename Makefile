@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LISTEN ?= unix:/tmp/runner.sock
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-native test-pure test-dist lint bench clean redis-server fuzz
+.PHONY: install run test test-native test-pure test-dist test-stress mutate lint bench clean redis-server fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,14 +33,24 @@ redis-server:
 	    echo "make test: the Redis tests need redis-server: run 'sudo apt-get install redis-server' (Debian/Ubuntu)" >&2; exit 1; \
 	  fi; }
 
-# The suite twice (compiled kernels, then A6_NO_EXTENSIONS=1), the release as a user gets
-# it (test-dist), and every microbenchmark once as a plain test (--benchmark-disable: no
-# timing, just that each still runs).
+# The suite twice (compiled kernels, then A6_NO_EXTENSIONS=1) under coverage, the release
+# as a user gets it (check-dist), and every microbenchmark once as a plain test
+# (--benchmark-disable: no timing, just that each still runs). Coverage of both runs is
+# combined (spawned runners and forked workers included, see [tool.coverage.run]) and
+# checked against the floors in pyproject.toml.
+COVERAGE_DIR := $(CURDIR)/build/coverage
+COVERAGE := COVERAGE_FILE=$(COVERAGE_DIR)/data $(BIN)/python -m coverage
+
 test: install redis-server
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	A6_NO_EXTENSIONS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
+	$(COVERAGE) run -m pytest $(PYTEST_ARGS)
+	A6_NO_EXTENSIONS=1 $(COVERAGE) run -m pytest $(PYTEST_ARGS)
 	$(BIN)/python scripts/check-dist
 	$(BIN)/python -m pytest bench --benchmark-disable -q -p no:cacheprovider
+	$(COVERAGE) combine -q
+	$(COVERAGE) report
+	$(COVERAGE) json -q -o $(COVERAGE_DIR)/coverage.json
+	$(BIN)/python scripts/coverage-floors $(COVERAGE_DIR)/coverage.json
 
 test-native: install redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -52,6 +62,22 @@ test-pure: install redis-server
 # without Cython and called over the socket (about a minute: one compile of the kernels).
 test-dist: install
 	$(BIN)/python scripts/check-dist
+
+# A flake check: the suite under CPU load (STRESS_BUSY spinning processes) in random
+# order, STRESS_RUNS times in a row, alternating native and pure (see scripts/stress).
+test-stress: install redis-server
+	$(BIN)/python scripts/stress $(PYTEST_ARGS)
+
+# Mutation testing, by hand (README): mutmut mutates the modules listed in pyproject.toml
+# ([tool.mutmut] only_mutate), runs the tests that reach each mutant and lists survivors.
+# Results stay in mutants/ (a second run only redoes what changed; rm -rf mutants to redo all).
+$(VENV)/.mutation: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,mutation]'
+	touch $@
+
+mutate: $(VENV)/.mutation
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results
 
 lint: install
 	$(BIN)/ruff check src tests plugins bench

@@ -6,9 +6,9 @@ import re
 from types import ModuleType
 
 import pytest
-from conftest import NO_EXTENSIONS, load_kernel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from implementations import NO_EXTENSIONS, load_kernel
 
 from a6runner._errors import ConfError
 

@@ -55,9 +55,10 @@ async def serve_single(
     plugins: Mapping[str, Plugin],
     stop: asyncio.Event,
     on_ready: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Serve in this process (``--workers 1``) until ``stop`` is set: conf tokens and
-    token buckets live here."""
+    token buckets live here (``clock`` is what their expiry reads: tests pass a fake)."""
     listener = Listener(settings.socket_path, settings.socket_mode, settings.socket_group)
     try:
         log.info(
@@ -67,11 +68,11 @@ async def serve_single(
             ", ".join(sorted(plugins)) or "none",
             settings.conf_ttl,
         )
-        confs = ConfStore(plugins, settings.conf_ttl)
+        confs = ConfStore(plugins, settings.conf_ttl, clock)
         await serve(
             listener.sock,
             confs,
-            LocalServices(),
+            LocalServices(clock),
             stop,
             on_ready,
             limits=settings.limits,

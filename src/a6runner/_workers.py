@@ -192,6 +192,12 @@ def _worker_main(
     try:
         run_until_complete(loop, main())
     finally:
+        # The link's reader and its watcher are still pending: end them while the loop
+        # runs (left to the garbage collector, they would touch the closed loop).
+        leftover = asyncio.all_tasks(loop)
+        for task in leftover:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
         loop.close()
     return 0
 
