@@ -199,8 +199,13 @@ class TokenStore(Generic[T]):
         self._by_token[token] = (value, expires_at)
 
     def get(self, token: int) -> T | None:
-        entry = self.get_with_expiry(token)
-        return None if entry is None else entry[0]
+        entry = self._by_token.get(token)  # (get_with_expiry, inline: every call's lookup)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._by_token[token]
+            return None
+        return entry[0]
 
     def get_with_expiry(self, token: int) -> tuple[T, float] | None:
         entry = self._by_token.get(token)
