@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LISTEN ?= unix:/tmp/runner.sock
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-native test-pure lint bench clean
+.PHONY: install run test test-native test-pure test-dist lint bench clean redis-server fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,18 +23,35 @@ install: $(VENV)/.installed
 run: install
 	APISIX_LISTEN_ADDRESS=$${APISIX_LISTEN_ADDRESS:-$(LISTEN)} $(BIN)/a6-runner run
 
-# The suite twice (compiled kernels, then A6_NO_EXTENSIONS=1), and every microbenchmark
-# once as a plain test (--benchmark-disable: no timing, just that each still runs).
-test: install
+# The Redis tests start their own redis-server (Debian's package): installed here when
+# missing, as root (CI); anyone else is told what to install.
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server; \
+	  else \
+	    echo "make test: the Redis tests need redis-server: run 'sudo apt-get install redis-server' (Debian/Ubuntu)" >&2; exit 1; \
+	  fi; }
+
+# The suite twice (compiled kernels, then A6_NO_EXTENSIONS=1), the release as a user gets
+# it (test-dist), and every microbenchmark once as a plain test (--benchmark-disable: no
+# timing, just that each still runs).
+test: install redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	A6_NO_EXTENSIONS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python scripts/check-dist
 	$(BIN)/python -m pytest bench --benchmark-disable -q -p no:cacheprovider
 
-test-native: install
+test-native: install redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-pure: install
+test-pure: install redis-server
 	A6_NO_EXTENSIONS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# sdist, a native wheel built from it and a pure wheel, each installed into a fresh venv
+# without Cython and called over the socket (about a minute: one compile of the kernels).
+test-dist: install
+	$(BIN)/python scripts/check-dist
 
 lint: install
 	$(BIN)/ruff check src tests plugins bench
@@ -43,6 +60,39 @@ lint: install
 
 bench: install
 	$(BIN)/python -m pytest bench --benchmark-only --benchmark-group-by=group --benchmark-columns=min,median,mean,ops
+
+# Coverage-guided differential fuzzing of the codec twins (fuzz/README.md): each target
+# runs FUZZ_RUNS inputs or FUZZ_TIME seconds (0: no time limit), one after the other,
+# against an ASan + libFuzzer build of the kernels in build/fuzz (clang, installed with
+# apt-get when missing and root). The corpora grow in build/fuzz/corpus/, crashes go to
+# build/fuzz/artifacts/.
+FUZZ_TARGETS ?= prepare_conf_req http_req_call_req http_resp_call_req extra_info_resp err_resp frame_splitter
+FUZZ_RUNS ?= 1000000
+FUZZ_TIME ?= 0
+FUZZ_ARGS ?=
+FUZZ_DIR := build/fuzz
+
+$(VENV)/.installed-fuzz: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,fuzz]'
+	touch $@
+
+$(FUZZ_DIR)/lib/.built: $(VENV)/.installed-fuzz fuzz/build_native.py \
+		$(wildcard src/a6native/*.pyx src/a6native/*.pxd src/a6native/*.pxi src/a6native/*.py)
+	@command -v clang >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -q clang; } \
+		|| { echo "make fuzz needs clang (Debian: apt-get install clang)"; exit 1; }
+	$(BIN)/python -m fuzz.build_native $(FUZZ_DIR)/lib
+	touch $@
+
+fuzz: $(FUZZ_DIR)/lib/.built
+	$(BIN)/python -m fuzz.seeds $(FUZZ_DIR)/seeds
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$target $(FUZZ_DIR)/artifacts; \
+		echo "fuzz: $$target"; \
+		$(BIN)/python -m fuzz.run $$target -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_TIME) \
+			-print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/artifacts/$$target- $(FUZZ_ARGS) \
+			$(FUZZ_DIR)/corpus/$$target $(FUZZ_DIR)/seeds/$$target; \
+	done
 
 clean:
 	rm -rf build $(VENV) src/*.egg-info src/a6native/*.c src/a6native/*.so

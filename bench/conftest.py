@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from a6runner._kernels import load_twin
+from a6runner._kernels import load_twin, pure_requested
 
-NO_EXTENSIONS = os.environ.get("A6_NO_EXTENSIONS", "") not in ("", "0")
+NO_EXTENSIONS = pure_requested(os.environ)
 
 IMPLEMENTATIONS = ("native", "python")
 IMPL_PARAMS = [

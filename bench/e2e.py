@@ -3,7 +3,8 @@
 2 workers and with 1, the pure-Python runner (1 worker), and echo_limit (the socket
 round-trip limit; its replies are not checked beyond the frame type), measured in one
 session with the shared reference tool ``a6measure`` (or with ``a6-runner bench``:
-``--driver bench``, which cannot start echo_limit). Prints a Markdown table.
+``--driver bench``, which cannot start echo_limit but has scenarios a6load has not, such
+as ``request-validation``). Prints a Markdown table.
 
     .venv/bin/python bench/e2e.py                      # ~6 minutes with the defaults
     .venv/bin/python bench/e2e.py --duration 8 --warmup 2 --conns 1 16 64
@@ -27,11 +28,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from a6runner import bench
+
 ROOT = Path(__file__).resolve().parent.parent
 # the shared tools sit beside the repository (../shared/tools), in development and in CI
 A6MEASURE = os.environ.get("A6MEASURE", str(ROOT.parent / "shared" / "tools" / "a6measure"))
 RUNNER = str(ROOT / ".venv" / "bin" / "a6-runner")
-SCENARIOS = ("say", "rewrite-headers", "resp-rewrite", "resp-filter-body", "noop")
+SCENARIOS = tuple(bench.SCENARIOS)  # the driver's table: a6load has the rows marked in_a6load
+IN_A6LOAD = tuple(n for n, s in bench.SCENARIOS.items() if s.in_a6load)
 RUNNERS: dict[str, list[str] | None] = {
     "native-2w": [RUNNER, "run", "--workers", "2"],
     "native-1w": [RUNNER, "run"],
@@ -78,10 +82,21 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--conns", type=int, nargs="+", default=[16, 64])
-    p.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    p.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=SCENARIOS,
+        metavar="SCENARIO",
+        help=f"{', '.join(SCENARIOS)}; default: all (a6measure: {', '.join(IN_A6LOAD)})",
+    )
     p.add_argument("--runners", nargs="+", choices=list(RUNNERS), default=list(RUNNERS))
     p.add_argument("--json", metavar="FILE", help="also write every RESULT as JSON here")
     args = p.parse_args()
+    if args.scenarios is None:
+        args.scenarios = list(IN_A6LOAD if args.driver == "a6measure" else SCENARIOS)
+    elif args.driver == "a6measure" and set(args.scenarios) - set(IN_A6LOAD):
+        missing = ", ".join(sorted(set(args.scenarios) - set(IN_A6LOAD)))
+        p.error(f"a6load has no scenario {missing}: measure it with --driver bench")
 
     rows: list[tuple[str, int, str, dict[str, str], bool, str]] = []
     for scenario in args.scenarios:

@@ -16,10 +16,9 @@ A regex that does not compile, or a scope other than once/global, rejects the co
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from a6runner import BodyRewriter, ConfError, Plugin, Response
+from a6runner import BodyRewriter, ConfError, Needs, Plugin, Response
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +31,13 @@ class ResponseRewriteConf:
 
 def _parse_filters(filters: object) -> BodyRewriter | None:
     if not isinstance(filters, list):
-        raise ConfError(f"filters must be a list, not {filters!r}")
+        raise ConfError("filters", "must be a list", got=filters)
     if not filters:
         return None
     compiled = []
     for i, f in enumerate(filters):
         if not isinstance(f, dict) or "regex" not in f:
-            raise ConfError(f"filters[{i}] must be an object with a regex, not {f!r}")
+            raise ConfError(f"filters[{i}]", "must be an object with a regex", got=f)
         compiled.append((f["regex"], f.get("scope", "once"), f.get("replace", "")))
     return BodyRewriter(compiled)  # ConfError for a bad regex or scope
 
@@ -54,36 +53,33 @@ class ResponseRewrite(Plugin):
             or not isinstance(status, int)
             or not (status == 0 or 100 <= status <= 999)
         ):
-            raise ConfError(
-                f"status must be 0 (unchanged) or an integer in 100..999, not {status!r}"
-            )
+            raise ConfError("status", "must be 0 (unchanged) or an integer in 100..999", got=status)
         headers = conf.get("headers", {})
         if not isinstance(headers, dict) or not all(
             isinstance(k, str) and k and isinstance(v, str) for k, v in headers.items()
         ):
-            raise ConfError(f"headers must map header names to string values, not {headers!r}")
+            raise ConfError("headers", "must map header names to string values", got=headers)
         body = conf.get("body", "")
         if not isinstance(body, str):
-            raise ConfError(f"body must be a string, not {body!r}")
+            raise ConfError("body", "must be a string", got=body)
         return ResponseRewriteConf(
             status, tuple(headers.items()), body.encode(), _parse_filters(conf.get("filters", []))
         )
 
-    # A plain ``def`` that returns an awaitable only when it must read the upstream body:
-    # without filters the call is answered inline, with them it continues as a task.
-    def response_filter(self, conf: ResponseRewriteConf, resp: Response) -> Awaitable[None] | None:
+    def needs(self, conf: ResponseRewriteConf) -> Needs:
+        # With filters the upstream body is read: the runner fetches it before the filter
+        # runs, and the filter stays a plain def (answered inline, no task).
+        return Needs(resp_body=conf.filters is not None)
+
+    def response_filter(self, conf: ResponseRewriteConf, resp: Response) -> None:
         if conf.status:
             resp.status = conf.status
         resp.headers.set("X-Resp-A6-Runner", "Python")
         for name, value in conf.headers:
             resp.headers.set(name, value)
         if conf.filters is not None:
-            return self._filter_body(conf.filters, resp)
-        if conf.body:
+            new_body = conf.filters.rewrite(resp.get_body())
+            if new_body is not None:  # None: no filter matched, keep the upstream body
+                resp.set_body(new_body)
+        elif conf.body:
             resp.set_body(conf.body)
-        return None
-
-    async def _filter_body(self, filters: BodyRewriter, resp: Response) -> None:
-        new_body = filters.rewrite(await resp.body())
-        if new_body is not None:  # None: no filter matched, keep the upstream body
-            resp.set_body(new_body)

@@ -15,9 +15,9 @@ from types import ModuleType
 import pytest
 from hypothesis import HealthCheck, settings
 
-from a6runner._kernels import load_twin
+from a6runner._kernels import load_twin, pure_requested
 
-NO_EXTENSIONS = os.environ.get("A6_NO_EXTENSIONS", "") not in ("", "0")
+NO_EXTENSIONS = pure_requested(os.environ)
 
 settings.register_profile(
     "default",

@@ -213,6 +213,27 @@ def test_splitter_pending_counts_header_and_payload_bytes(codec: ModuleType) -> 
     assert splitter.pending == 0
 
 
+def test_splitter_expected_is_the_declared_size_of_the_frame_in_progress(
+    codec: ModuleType,
+) -> None:
+    splitter = codec.FrameSplitter()
+    big = codec.encode_frame(2, b"x" * 100_000)
+    small = codec.encode_frame(1, b"abc")
+    assert splitter.expected == 0
+    assert splitter.feed(big[:2]) == []
+    assert splitter.expected == 2  # only header bytes so far
+    assert splitter.feed(big[2:4]) == []
+    assert splitter.expected == len(big)  # header complete: the whole frame's size
+    assert splitter.feed(big[4:5000]) == []
+    assert splitter.expected == len(big) and splitter.pending == 5000
+    assert splitter.feed(big[5000:] + small[:6]) == [(2, b"x" * 100_000)]
+    assert splitter.expected == len(small) and splitter.pending == 6
+    assert splitter.feed(small[6:]) == [(1, b"abc")]
+    assert splitter.expected == 0 and splitter.pending == 0
+    assert splitter.feed(codec.encode_frame(3, b"")) == [(3, b"")]
+    assert splitter.expected == 0
+
+
 def test_splitter_accepts_bytearray_and_memoryview_chunks(codec: ModuleType) -> None:
     splitter = codec.FrameSplitter()
     frames = splitter.feed(bytearray(SAMPLE_STREAM[:10]))

@@ -141,6 +141,9 @@ def test_buckets_are_per_conf_token(apisix: Client) -> None:
         ({"rate": 5, "burst": -1}, "burst"),
         ({"rate": 5, "burst": 1.5}, "burst"),
         ({"rate": 5, "burst": "1"}, "burst"),
+        ({"rate": 5, "burst": 1, "allow_degradation": "yes"}, "allow_degradation"),
+        ({"rate": 5, "burst": 1, "policy": "redis"}, "redis_host is required"),
+        ({"rate": 5, "burst": 1, "policy": "etcd"}, "policy must be one of"),
         ([5, 1], "JSON object"),
     ],
 )

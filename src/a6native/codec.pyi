@@ -92,6 +92,11 @@ class FrameSplitter:
     @property
     def pending(self) -> int:
         """Bytes buffered towards the next, incomplete frame (header bytes included)."""
+    @property
+    def expected(self) -> int:
+        """Bytes the incomplete frame will hold when complete (header included) once its
+        header has arrived; the header bytes gathered so far before that; 0 between
+        frames."""
 
 # --- readers (runner side: what APISIX sends) ---------------------------------------
 

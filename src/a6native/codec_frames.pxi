@@ -100,6 +100,15 @@ cdef class FrameSplitter:
             return proto.FRAME_HEADER_SIZE + self._filled
         return self._header_len
 
+    @property
+    def expected(self):
+        """Bytes the incomplete frame will hold when complete (header included) once its
+        header has arrived; the header bytes gathered so far before that; 0 between
+        frames."""
+        if self._payload != NULL:
+            return proto.FRAME_HEADER_SIZE + self._payload_len
+        return self._header_len
+
     cdef int _start_payload(self, uint8_t frame_type, Py_ssize_t length,
                             Py_ssize_t available) except -1:
         cdef Py_ssize_t capacity = available if available > SPLITTER_MIN_CAPACITY \

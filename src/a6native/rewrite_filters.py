@@ -84,7 +84,7 @@ def parse_template(template: str, group_count: int, group_index: Mapping[str, in
 
 def _require_str(index: int, field: str, value: object) -> str:
     if not isinstance(value, str):
-        raise ConfError(f"filter {index}: {field} must be a string, not {type(value).__name__}")
+        raise ConfError(f"filters[{index}].{field}", "must be a string", got=value)
     return value
 
 
@@ -110,15 +110,18 @@ def compile_filter(index: int, regex: object, scope: object, replace: object) ->
     elif scope == "global":
         count = 0
     else:
-        raise ConfError(f"filter {index}: scope must be 'once' or 'global', not {scope!r}")
+        raise ConfError(f"filters[{index}].scope", "must be 'once' or 'global'")
     try:
         pattern = re.compile(regex.encode("utf-8"))
-    except (re.error, OverflowError, RecursionError, UnicodeEncodeError) as exc:
-        raise ConfError(f"filter {index}: bad regex {regex!r}: {exc}") from None
+    except re.error as exc:  # re's message may quote the pattern: give the position only
+        where = "" if exc.pos is None else f" (at position {exc.pos})"
+        raise ConfError(f"filters[{index}].regex", f"does not compile{where}") from None
+    except (OverflowError, RecursionError, UnicodeEncodeError):
+        raise ConfError(f"filters[{index}].regex", "does not compile") from None
     try:
         pieces = parse_template(replace, pattern.groups, pattern.groupindex)
-    except UnicodeEncodeError as exc:
-        raise ConfError(f"filter {index}: bad replace {replace!r}: {exc}") from None
+    except UnicodeEncodeError:
+        raise ConfError(f"filters[{index}].replace", "is not valid UTF-8 text") from None
     has_groups = any(isinstance(p, int) for p in pieces)
     plain_replacement = None if has_groups else b"".join(p for p in pieces if isinstance(p, bytes))
     needle = (
@@ -136,6 +139,6 @@ def compile_filters(filters: Sequence[tuple[str, str, str]]) -> list[CompiledFil
         try:
             regex, scope, replace = entry
         except (TypeError, ValueError):
-            raise ConfError(f"filter {index}: expected (regex, scope, replace)") from None
+            raise ConfError(f"filters[{index}]", "expected (regex, scope, replace)") from None
         compiled.append(compile_filter(index, regex, scope, replace))
     return compiled

@@ -8,7 +8,8 @@ from ._errors import A6Error, ConfError, DecodeError, FrameTooLarge, PluginError
 from ._kernels import bodyrewrite as _bodyrewrite
 from ._kernels import headers as _headers
 from ._kernels import implementation
-from ._plugin import Plugin, Request, Response, ResponseWriter, RunnerServices
+from ._limits import LimitPolicy, LimitStoreError, Quota, RedisTarget, conf_fingerprint
+from ._plugin import Needs, Plugin, Request, Response, ResponseWriter, RunnerServices
 from ._registry import PluginLoadError
 from ._runner import run
 
@@ -21,15 +22,21 @@ __all__ = [
     "ConfError",
     "DecodeError",
     "FrameTooLarge",
+    "LimitPolicy",
+    "LimitStoreError",
     "MultiMap",
+    "Needs",
     "Plugin",
     "PluginError",
     "PluginLoadError",
     "ProtocolError",
+    "Quota",
+    "RedisTarget",
     "Request",
     "Response",
     "ResponseWriter",
     "RunnerServices",
+    "conf_fingerprint",
     "implementation",
     "run",
 ]

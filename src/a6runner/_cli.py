@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from ._errors import A6Error
-from ._kernels import implementation
-from ._registry import PluginLoadError, build_registry
-from ._runner import Settings, run_with_settings, setup_logging
-
-log = logging.getLogger("a6runner")
+from ._registry import PluginLoadError, add_plugin_options, build_registry
+from ._runner import run, version
+from ._settings import DEFAULT_CALL_TIMEOUT, DEFAULT_FRAME_MEMORY, DEFAULT_STALL_WARNING, Limits
 
 
 def _socket_mode(value: str) -> int:
@@ -33,25 +29,24 @@ def _positive_int(value: str) -> int:
     return n
 
 
-def _add_plugin_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--plugins",
-        action="append",
-        default=[],
-        metavar="PATH|MODULE",
-        help="load plugins from a .py file, a directory of them, or a module (repeatable)",
-    )
-    p.add_argument("--no-bundled", action="store_true", help="do not load the bundled plugins")
-    p.add_argument(
-        "--no-entry-points",
-        action="store_true",
-        help="do not load plugins from the 'a6runner.plugins' entry-point group",
-    )
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 turns it off), not {value!r}")
+    return seconds
+
+
+def _mebibytes(value: str) -> int:
+    n = _positive_int(value)
+    return n << 20
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="a6-runner", description=__doc__)
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action="version", version=version())
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_run = sub.add_parser("run", help="serve APISIX on APISIX_LISTEN_ADDRESS")
@@ -72,44 +67,81 @@ def build_parser() -> argparse.ArgumentParser:
         "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="event loop"
     )
     p_run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    _add_plugin_options(p_run)
+    p_run.add_argument(
+        "--socket-group",
+        metavar="GROUP",
+        help="give the socket file this group (with --socket-mode 0760, only that group's "
+        "processes may connect)",
+    )
+    p_run.add_argument(
+        "--call-timeout",
+        type=_seconds,
+        default=DEFAULT_CALL_TIMEOUT,
+        metavar="SECONDS",
+        help=f"end a call still running after this long (default {DEFAULT_CALL_TIMEOUT:g}, "
+        "just under APISIX's 60 s; 0: never)",
+    )
+    p_run.add_argument(
+        "--max-frame-memory",
+        type=_mebibytes,
+        default=DEFAULT_FRAME_MEMORY,
+        metavar="MIB",
+        help="memory for frames still arriving, per process; beyond it connections wait "
+        f"their turn, unread (default {DEFAULT_FRAME_MEMORY >> 20})",
+    )
+    p_run.add_argument(
+        "--stall-warning",
+        type=_seconds,
+        default=DEFAULT_STALL_WARNING,
+        metavar="SECONDS",
+        help="log a plugin that blocks the event loop this long "
+        f"(default {DEFAULT_STALL_WARNING:g}; 0: off)",
+    )
+    p_run.add_argument(
+        "--no-parent-watch",
+        action="store_true",
+        help="keep running when the process that started the runner exits (a runner "
+        "started by hand under a process supervisor)",
+    )
+    add_plugin_options(p_run)
 
     p_plugins = sub.add_parser("plugins", help="list the registered plugins and their origin")
-    _add_plugin_options(p_plugins)
+    add_plugin_options(p_plugins)
 
-    from ._loadgen import add_arguments as _add_bench_arguments
-
-    p_bench = sub.add_parser("bench", help="APISIX-like end-to-end load driver")
-    _add_bench_arguments(p_bench)
+    # listed here for --help; main() hands them their arguments before parsing
+    sub.add_parser("call", help="send one call to a runner, print the answer", add_help=False)
+    sub.add_parser("bench", help="APISIX-like end-to-end load driver", add_help=False)
     return parser
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        v = version("a6runner")
-    except PackageNotFoundError:
-        v = "unknown"
-    return f"a6runner {v} ({implementation()} kernels, Python {sys.version.split()[0]})"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `call` and `bench` have their own parsers and imports: `a6-runner run` never loads them
+    if argv[:1] == ["call"]:
+        from ._call import main as call_main
+
+        return call_main(argv[1:])
+    if argv[:1] == ["bench"]:
+        from .bench.cli import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
-            setup_logging(args.log_level)
-            settings = Settings.from_env(os.environ, args.listen, args.conf_expire_time)
-            settings.socket_mode = args.socket_mode
-            settings.workers = args.workers
-            settings.loop = args.loop
-            registry = build_registry(
-                paths=args.plugins,
+            return run(
+                listen=args.listen,
+                conf_expire_time=args.conf_expire_time,
+                workers=args.workers,
+                plugin_paths=args.plugins,
                 bundled=not args.no_bundled,
                 entry_points=not args.no_entry_points,
+                socket_mode=args.socket_mode,
+                loop=args.loop,
+                log_level=args.log_level,
+                limits=Limits(args.call_timeout, args.max_frame_memory, args.stall_warning),
+                socket_group=args.socket_group,
+                parent_watch=not args.no_parent_watch,
             )
-            log.info("%s", _version())
-            return run_with_settings(settings, {name: r.plugin for name, r in registry.items()})
         if args.command == "plugins":
             registry = build_registry(
                 paths=args.plugins,
@@ -120,10 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in sorted(registry):
                 print(f"{name:<{width}}  {registry[name].origin}")
             return 0
-        if args.command == "bench":
-            from ._loadgen import run as _run_bench
-
-            return _run_bench(args)
     except PluginLoadError as exc:
         print(f"a6-runner: error: {exc}", file=sys.stderr)
         return 2

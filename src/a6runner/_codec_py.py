@@ -176,6 +176,17 @@ class FrameSplitter:
         """Bytes buffered towards the next, incomplete frame (header bytes included)."""
         return len(self._buffer)
 
+    @property
+    def expected(self) -> int:
+        """Bytes the incomplete frame will hold when complete (header included) once its
+        header has arrived; the header bytes gathered so far before that; 0 between
+        frames."""
+        buffer = self._buffer
+        if len(buffer) < FRAME_HEADER_SIZE:
+            return len(buffer)
+        word: int = _read_frame_header(buffer, 0)[0]
+        return FRAME_HEADER_SIZE + (word & 0xFFFFFF)
+
 
 # --- reader primitives --------------------------------------------------------------
 # (native: codec_readers.pxi, after the wire primitives of flatbuffers_layout.pxd)

@@ -19,7 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from ._plugin import Plugin
+from ._errors import ConfError
+from ._kernels import codec
+from ._plugin import Needs, Plugin
 
 log = logging.getLogger("a6runner.conf")
 
@@ -28,32 +30,87 @@ T = TypeVar("T")
 
 Filters = tuple[tuple[Callable[..., Any], Any], ...]
 RawConf = Sequence[tuple[str, bytes]]
+Question = tuple[int, str | None]  # an ExtraInfo question: (info type, var name or None)
+# Where a chain asks APISIX for what its filters declared (Plugin.needs): before the
+# filter at this index, every question of that filter and the ones after it, at once;
+# (-1, ()) when no filter declared anything.
+Prefetch = tuple[int, tuple[Question, ...]]
+NO_PREFETCH: Prefetch = (-1, ())
+
+# Per phase (request, response): the filter method, and which body its phase can read.
+_PHASES = (
+    ("request_filter", "body", codec.INFO_REQ_BODY),
+    ("response_filter", "resp_body", codec.INFO_RESP_BODY),
+)
 
 
 def _overrides(plugin: Plugin, method: str) -> bool:
     return getattr(type(plugin), method) is not getattr(Plugin, method)
 
 
-def _filters(entries: Sequence[tuple[Plugin, Any]], method: str) -> Filters:
-    """(bound filter, parsed conf) for every plugin that overrides ``method``, in order."""
-    return tuple(
-        (getattr(plugin, method), conf) for plugin, conf in entries if _overrides(plugin, method)
+def _chain(entries: Sequence[Entry], phase: int) -> tuple[Filters, Prefetch]:
+    """(bound filter, parsed conf) for every plugin that overrides the phase's filter, in
+    order, and where that chain asks for what its filters need."""
+    method, body_field, body_info = _PHASES[phase]
+    filters: list[tuple[Callable[..., Any], Any]] = []
+    questions: dict[Question, None] = {}  # an ordered set
+    first = -1
+    for plugin, conf, needs in entries:
+        if not _overrides(plugin, method):
+            continue
+        asked: list[Question] = [(codec.INFO_VAR, name) for name in needs.vars]
+        if getattr(needs, body_field):
+            asked.append((body_info, None))
+        if asked and first < 0:
+            first = len(filters)
+        if first >= 0:
+            questions.update(dict.fromkeys(asked))
+        filters.append((getattr(plugin, method), conf))
+    return tuple(filters), (first, tuple(questions)) if first >= 0 else NO_PREFETCH
+
+
+Entry = tuple[Plugin, Any, Needs]  # a plugin, its parsed conf, what its filters read
+
+
+def _needs(plugin: Plugin, conf: Any) -> Needs:
+    needs = plugin.needs(conf)
+    if not isinstance(needs, Needs):
+        needs = Needs(*needs)
+    if isinstance(needs.vars, str) or not all(isinstance(v, str) and v for v in needs.vars):
+        raise TypeError("needs().vars must be a sequence of variable names")
+    return Needs(tuple(needs.vars), bool(needs.body), bool(needs.resp_body))
+
+
+def _log_rejected(name: str, exc: BaseException) -> None:
+    """Say why an entry was skipped, never with a value of its conf (secrets end up in
+    APISIX's error.log): a ConfError carries none; any other exception's message may quote
+    the conf, so only its type is said at the default level."""
+    if isinstance(exc, ConfError):
+        log.warning("conf entry %r skipped: %s", name, exc)
+        return
+    log.warning(
+        "conf entry %r skipped: its plugin raised %s (message not logged: it may quote the "
+        "conf; --log-level debug shows it)",
+        name,
+        type(exc).__name__,
     )
+    log.debug("conf entry %r: %s: %s", name, type(exc).__name__, exc)
 
 
-def parse_entries(plugins: Mapping[str, Plugin], conf: RawConf) -> tuple[tuple[Plugin, Any], ...]:
+def parse_entries(plugins: Mapping[str, Plugin], conf: RawConf) -> tuple[Entry, ...]:
     """Let each named plugin parse its conf; unknown names and bad confs are logged and
     skipped (the reference runners never fail a whole conf for one entry)."""
-    parsed: list[tuple[Plugin, Any]] = []
+    parsed: list[Entry] = []
     for name, raw in conf:
         plugin = plugins.get(name)
         if plugin is None:
             log.warning("conf entry %r skipped: no plugin with that name is registered", name)
             continue
         try:
-            parsed.append((plugin, plugin.parse_conf(raw)))
-        except Exception as exc:  # a plugin's parse_conf may raise anything: skip the entry
-            log.warning("conf entry %r skipped: %s: %s", name, type(exc).__name__, exc)
+            parsed_conf = plugin.parse_conf(raw)
+            parsed.append((plugin, parsed_conf, _needs(plugin, parsed_conf)))
+        except BaseException as exc:  # a plugin's parse_conf may raise anything: skip it
+            _log_rejected(name, exc)
     return tuple(parsed)
 
 
@@ -61,13 +118,19 @@ def parse_entries(plugins: Mapping[str, Plugin], conf: RawConf) -> tuple[tuple[P
 class PreparedConf:
     """A route's parsed plugin chain, ready to call."""
 
-    entries: tuple[tuple[Plugin, Any], ...]
-    request_filters: Filters = field(init=False)
-    response_filters: Filters = field(init=False)
+    entries: tuple[Entry, ...]
+    # Per phase, indexed by _chain.Phase.index (request, response): the filters, and
+    # where the chain prefetches what they declared.
+    filters: tuple[Filters, Filters] = field(init=False)
+    prefetch: tuple[Prefetch, Prefetch] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.request_filters = _filters(self.entries, "request_filter")
-        self.response_filters = _filters(self.entries, "response_filter")
+        (req, req_prefetch), (resp, resp_prefetch) = (
+            _chain(self.entries, 0),
+            _chain(self.entries, 1),
+        )
+        self.filters = (req, resp)
+        self.prefetch = (req_prefetch, resp_prefetch)
 
     @classmethod
     def parse(cls, plugins: Mapping[str, Plugin], conf: RawConf) -> PreparedConf:

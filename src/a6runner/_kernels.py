@@ -1,19 +1,25 @@
 """Picks the kernel implementation once, at import: compiled (a6native) or pure Python.
 
-Pure Python is used when ``A6_NO_EXTENSIONS`` is set to a non-empty value other than "0",
-when the interpreter is not CPython, or when the compiled modules are not installed (a
-warning is logged then: a normal install builds them, and the test suite fails if they
-did not load). Everything else in a6runner imports the kernels from here, never directly.
+Pure Python is used when ``A6_NO_EXTENSIONS`` asks for it (``1``/``true``/``yes``, see
+``_no_extensions``), when the interpreter is not CPython, or when the compiled modules are
+not installed. A pure install (built with ``A6_NO_EXTENSIONS=1``: no compiled file in
+``a6native``) says nothing here; the startup line names the implementation. Compiled files
+that are there but fail to load are a broken install: that is logged as a warning (and the
+test suite fails). Everything else in a6runner imports the kernels from here, never directly.
 """
 
 from __future__ import annotations
 
+import glob
 import importlib
+import importlib.util
 import logging
 import os
 import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Literal
+
+from ._no_extensions import pure_requested
 
 # Each kernel family: (pure-Python twin, compiled module).
 TWINS = {
@@ -22,7 +28,7 @@ TWINS = {
     "bodyrewrite": ("a6runner._bodyrewrite_py", "a6native.bodyrewrite"),
 }
 
-_force_pure = os.environ.get("A6_NO_EXTENSIONS", "") not in ("", "0")
+_force_pure = pure_requested()
 _native_error: ImportError | None = None
 
 if TYPE_CHECKING:
@@ -33,7 +39,7 @@ else:
     if not _force_pure and sys.implementation.name == "cpython":
         try:
             from a6native import bodyrewrite, codec, headers
-        except ImportError as exc:  # not built: fall back, but say so
+        except ImportError as exc:  # not built (pure install) or broken: see below
             _native_error = exc
     if _force_pure or _native_error is not None or sys.implementation.name != "cpython":
         from . import _bodyrewrite_py as bodyrewrite
@@ -44,9 +50,23 @@ IMPLEMENTATION: Literal["native", "python"] = (
     "native" if getattr(codec, "__file__", "").endswith((".so", ".pyd")) else "python"
 )
 
-if _native_error is not None:
+
+def _compiled_files_installed() -> bool:
+    """Whether the a6native package holds any compiled module (a pure install has none);
+    looked up without importing it."""
+    spec = importlib.util.find_spec("a6native")
+    folders = (spec.submodule_search_locations or []) if spec is not None else []
+    return any(
+        glob.glob(os.path.join(folder, pattern))
+        for folder in folders
+        for pattern in ("*.so", "*.pyd")
+    )
+
+
+if _native_error is not None and _compiled_files_installed():
     logging.getLogger("a6runner").warning(
-        "compiled kernels not available (%s); running the pure-Python implementation",
+        "compiled kernels failed to load (%s); running the pure-Python implementation. "
+        "Reinstall a6runner, or install it with A6_NO_EXTENSIONS=1 to choose pure Python",
         _native_error,
     )
 
@@ -71,4 +91,5 @@ __all__ = [
     "headers",
     "implementation",
     "load_twin",
+    "pure_requested",
 ]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Awaitable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from ._errors import ConfError
 from ._kernels import codec, headers
@@ -20,6 +20,7 @@ from ._kernels import codec, headers
 if TYPE_CHECKING:
     from ._codec_py import HTTPReqCallReq, HTTPRespCallReq
     from ._headers_py import MultiMap
+    from ._limits import LimitPolicy, Quota
 else:
     MultiMap = headers.MultiMap
 
@@ -31,30 +32,56 @@ METHODS = (
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+class Needs(NamedTuple):
+    """What a plugin's filters read through ExtraInfo for one conf. Before the first filter
+    of a call that needs anything runs, the runner asks APISIX for everything the rest of
+    the chain needs in one write — one round trip — and the filters then read it without
+    waiting (``get_var``, ``get_body``)."""
+
+    vars: tuple[str, ...] = ()  # nginx variables, e.g. ("remote_addr", "http_x_user")
+    body: bool = False  # the request body (request phase)
+    resp_body: bool = False  # the upstream response body (response phase)
+
+
 class Plugin:
     """Base class of every plugin. Subclass it, set ``name``, override what you need.
 
     ``parse_conf`` defaults to ``json.loads`` (an empty conf is ``{}``); raise
     ``ConfError`` (or ``ValueError``/``TypeError``) to reject a conf: the runner logs it and
     skips that entry, as the other runners do. Both filters default to doing nothing.
+
+    ``required_vars``, ``required_body`` and ``required_resp_body`` declare what the
+    filters read through ExtraInfo, so the runner fetches it for the whole chain in one
+    round trip before they run (override ``needs`` when it depends on the conf).
     """
 
     name: ClassVar[str] = ""
+    required_vars: ClassVar[Sequence[str]] = ()
+    required_body: ClassVar[bool] = False
+    required_resp_body: ClassVar[bool] = False
+
+    def needs(self, conf: Any) -> Needs:
+        """What the filters read through ExtraInfo for calls with ``conf`` (the parsed
+        conf); asked once per PrepareConf. By default the ``required_*`` attributes."""
+        return Needs(tuple(self.required_vars), self.required_body, self.required_resp_body)
 
     def parse_conf(self, raw: bytes) -> Any:
         if not raw.strip():
             return {}
         try:
             return json.loads(raw)
-        except ValueError as exc:
-            raise ConfError(f"conf is not valid JSON: {exc}") from None
+        except json.JSONDecodeError as exc:  # its msg quotes nothing of the document
+            where = f"line {exc.lineno} column {exc.colno}"
+            raise ConfError(f"is not valid JSON: {exc.msg} at {where}") from None
+        except ValueError:  # e.g. bytes that are not UTF-8
+            raise ConfError("is not valid JSON") from None
 
     def parse_json_object(self, raw: bytes) -> dict[str, Any]:
         """The conf as a JSON object (``{}`` for an empty conf); ConfError for invalid JSON
         or any other JSON value. Most ``parse_conf`` overrides start here."""
         conf = Plugin.parse_conf(self, raw)
         if not isinstance(conf, dict):
-            raise ConfError("conf must be a JSON object")
+            raise ConfError("must be a JSON object", got=conf)
         return conf
 
     def request_filter(self, conf: Any, req: Request) -> Awaitable[None] | None:
@@ -71,14 +98,44 @@ class ExtraInfoSource(Protocol):
 
     def ask(self, info_type: int, name: str | None) -> Awaitable[bytes | None]: ...
 
+    def ask_many(
+        self, questions: Sequence[tuple[int, str | None]]
+    ) -> list[Awaitable[bytes | None]]:
+        """Send every question in one write; the answers come back in the same order."""
+        ...
+
+
+def _var_value(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", "surrogateescape")
+
 
 class RunnerServices(Protocol):
-    """Runner-wide services plugins may use (shared by every worker process)."""
+    """Runner-wide limits plugins may use: token buckets and fixed-window counters, kept
+    by the runner (``policy`` None or ``LimitPolicy()``: shared by every worker process)
+    or in Redis (a ``LimitPolicy`` with a Redis target: shared by every gateway node
+    using it). Redis failures raise ``LimitStoreError``: the plugin decides whether the
+    call passes."""
 
-    def reserve(self, key: str, rate: float, burst: int) -> Awaitable[float | None]:
+    def reserve(
+        self, key: str, rate: float, burst: int, policy: LimitPolicy | None = None
+    ) -> Awaitable[float | None]:
         """Take one token from the bucket ``key`` (created with ``rate``/``burst`` on first
         use): the delay in seconds before the caller may proceed, or None when it must be
-        rejected (``burst`` is 0)."""
+        rejected (``burst`` is 0, or ``rate`` is 0 and the bucket is empty)."""
+        ...
+
+    def counter(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        policy: LimitPolicy | None = None,
+        cost: int = 1,
+    ) -> Awaitable[Quota]:
+        """Count ``cost`` against ``limit`` in the fixed window ``key`` (``window``
+        seconds, opened by its first call): a ``Quota`` saying whether this call fits,
+        what remains and when the window resets. A call that does not fit is not
+        counted."""
         ...
 
 
@@ -105,10 +162,56 @@ class _CallBase:
             vars_ = self._vars = {}
         elif name in vars_:
             return vars_[name]
-        raw = await self._source.ask(codec.INFO_VAR, name)
-        value = None if raw is None else raw.decode("utf-8", "surrogateescape")
-        vars_[name] = value
+        value = vars_[name] = _var_value(await self._source.ask(codec.INFO_VAR, name))
         return value
+
+    async def vars(self, *names: str) -> tuple[str | None, ...]:
+        """Several nginx variables at once, in the order named: those not fetched yet in
+        this call are asked together, in one round trip."""
+        vars_ = self._vars
+        if vars_ is None:
+            vars_ = self._vars = {}
+        missing = [n for n in dict.fromkeys(names) if n not in vars_]
+        if missing:
+            answers = self._source.ask_many([(codec.INFO_VAR, n) for n in missing])
+            for name, answer in zip(missing, answers, strict=True):
+                vars_[name] = _var_value(await answer)
+        return tuple(vars_[n] for n in names)
+
+    def get_var(self, name: str) -> str | None:
+        """The nginx variable ``name`` when this call already has it — prefetched because a
+        plugin of the chain declared it (``required_vars``), or awaited before — with no
+        waiting, so a plain ``def`` filter can read it. LookupError otherwise."""
+        vars_ = self._vars
+        if vars_ is None or name not in vars_:
+            raise LookupError(
+                f"var {name!r} was not fetched in this call: declare it in required_vars, "
+                f"or await var({name!r})"
+            )
+        return vars_[name]
+
+    # -- for the runner's prefetch (private: not part of the plugin API) -----------------
+
+    def _has(self, info_type: int, name: str | None) -> bool:
+        if info_type == codec.INFO_VAR:
+            return self._vars is not None and name in self._vars
+        return self._body is not None
+
+    def _remember(self, info_type: int, name: str | None, raw: bytes | None) -> None:
+        if info_type == codec.INFO_VAR:
+            vars_ = self._vars
+            if vars_ is None:
+                vars_ = self._vars = {}
+            vars_[name or ""] = _var_value(raw)
+        else:  # the phase's body: the request body, or the upstream response body
+            self._body = raw or b""
+
+    def _body_fetched(self, what: str, declare: str) -> bytes:
+        if self._body is None:
+            raise LookupError(
+                f"the {what} was not fetched in this call: set {declare} = True, or await body()"
+            )
+        return self._body
 
 
 class Request(_CallBase):
@@ -204,6 +307,11 @@ class Request(_CallBase):
             self._body = await self._source.ask(codec.INFO_REQ_BODY, None) or b""
         return self._body
 
+    def get_body(self) -> bytes:
+        """The request body when this call already has it (prefetched because a plugin of
+        the chain set ``required_body``, or awaited before); LookupError otherwise."""
+        return self._body_fetched("request body", "required_body")
+
     def set_body(self, body: bytes | str) -> None:
         """Replace the request body sent upstream (APISIX ignores an empty one)."""
         self._new_body = body.encode() if isinstance(body, str) else bytes(body)
@@ -231,40 +339,6 @@ class Request(_CallBase):
         pairs = headers.items() if isinstance(headers, Mapping) else headers
         for name, value in pairs:
             r.headers.add(name, value)
-
-    # -- used by the runner -------------------------------------------------------------
-
-    @property
-    def ends_chain(self) -> bool:
-        """True once a filter wrote a response (Stop): later filters are not called."""
-        r = self._response
-        return r is not None and r.written
-
-    def build_reply(self) -> bytes:
-        """The HTTPReqCall.Resp frame for what the filters did."""
-        r = self._response
-        if r is not None and r.written:
-            entries = r.headers.items() if r._headers is not None else []
-            rh = self._resp_headers
-            if rh is not None and len(rh):
-                # resp_headers written by earlier plugins still reach the client,
-                # unless the stopping plugin set the same name.
-                stop_names = {n.lower() for n, _ in entries}
-                entries = [e for e in rh.items() if e[0].lower() not in stop_names] + entries
-            return codec.build_stop(self.id, r.status, entries, r.body)
-        path = self._path
-        if path is not None and path == self._decoded.path:
-            path = None
-        h = self._headers
-        hdr_changes = h.changes_joined() if h is not None else ()  # [] when unchanged
-        a = self._args
-        arg_changes = a.changes() if a is not None else ()
-        rh = self._resp_headers
-        resp_entries = rh.items() if rh is not None else ()
-        body = self._new_body or None
-        if path is None and not hdr_changes and not arg_changes and not resp_entries and not body:
-            return codec.build_http_req_call_resp(self.id)
-        return codec.build_rewrite(self.id, path, hdr_changes, arg_changes, resp_entries, body)
 
 
 class ResponseWriter:
@@ -308,13 +382,6 @@ class ResponseWriter:
         return bool(
             self._status or self._body or (self._headers is not None and len(self._headers))
         )
-
-
-# Hop-by-hop and framing headers never forwarded in an HTTPRespCall reply: APISIX frames
-# the (possibly new) body itself.
-_DROP_ALWAYS = ("content-length", "transfer-encoding", "connection")
-# Representation validators that a new body invalidates.
-_DROP_ON_NEW_BODY = (*_DROP_ALWAYS, "etag", "content-md5")
 
 
 class Response(_CallBase):
@@ -364,34 +431,12 @@ class Response(_CallBase):
             self._body = await self._source.ask(codec.INFO_RESP_BODY, None) or b""
         return self._body
 
+    def get_body(self) -> bytes:
+        """The upstream response body when this call already has it (prefetched because a
+        plugin of the chain set ``required_resp_body``, or awaited before); LookupError
+        otherwise."""
+        return self._body_fetched("response body", "required_resp_body")
+
     def set_body(self, body: bytes | str) -> None:
         """Replace the response body sent to the client."""
         self._new_body = body.encode() if isinstance(body, str) else bytes(body)
-
-    # -- used by the runner -------------------------------------------------------------
-
-    @property
-    def ends_chain(self) -> bool:
-        """True once a filter changed status, headers or body: later filters are skipped."""
-        h = self._headers
-        return (
-            (self._status is not None and self._status != self._decoded.status)
-            or self._new_body is not None
-            or (h is not None and h.changed)
-        )
-
-    def build_reply(self) -> bytes:
-        """The HTTPRespCall.Resp frame for what the filters did."""
-        # A status a filter set is sent even when it equals the upstream's (0 = unchanged).
-        status = self._status if self._status is not None else 0
-        h = self._headers
-        body = self._new_body
-        entries: list[tuple[str, str]] = []
-        if body is not None or (h is not None and h.changed):
-            # APISIX replaces the upstream headers with exactly what we send: send them all.
-            # The filters are done: dropping from the map itself uses its folded names.
-            resulting = self.headers
-            for name in _DROP_ON_NEW_BODY if body is not None else _DROP_ALWAYS:
-                resulting.delete(name)
-            entries = resulting.items()
-        return codec.build_http_resp_call_resp(self.id, status, entries, body)

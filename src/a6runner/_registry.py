@@ -3,6 +3,7 @@ modules / files / directories named on the command line."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata
 import importlib.util
@@ -30,6 +31,24 @@ class RegisteredPlugin:
     name: str
     plugin: Plugin
     origin: str  # where it came from, for logs and ``a6-runner plugins``
+
+
+def add_plugin_options(p: argparse._ActionsContainer) -> None:
+    """The command-line options choosing the plugins (``run``, ``plugins``, ``call``); they
+    are build_registry's ``paths``, ``bundled`` and ``entry_points``."""
+    p.add_argument(
+        "--plugins",
+        action="append",
+        default=[],
+        metavar="PATH|MODULE",
+        help="load plugins from a .py file, a directory of them, or a module (repeatable)",
+    )
+    p.add_argument("--no-bundled", action="store_true", help="do not load the bundled plugins")
+    p.add_argument(
+        "--no-entry-points",
+        action="store_true",
+        help="do not load plugins from the 'a6runner.plugins' entry-point group",
+    )
 
 
 def plugin_classes(module: ModuleType) -> list[type[Plugin]]:

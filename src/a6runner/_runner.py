@@ -1,97 +1,25 @@
-"""Starting and stopping a runner: settings from the environment, the event loop, signals."""
+"""Starting and stopping a runner: the one startup sequence (``a6-runner run`` and
+``a6runner.run()`` both come here), the single-process serve loop, signals."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from ._confstore import ConfStore
 from ._errors import ConfigError
-from ._plugin import Plugin, RunnerServices
-from ._server import ConfBackend, Server, bind_unix_socket, single_process_backends
+from ._kernels import implementation
+from ._plugin import Plugin
+from ._server import PARENT_CHECK, Listener, new_event_loop, parent_gone, run_until_complete, serve
+from ._services import LocalServices
+from ._settings import DEFAULT_LIMITS, DEFAULT_SOCKET_MODE, Limits, Settings, parse_group
 
 log = logging.getLogger("a6runner")
-
-DEFAULT_CONF_EXPIRE_TIME = 3600.0
-CONF_TTL_FACTOR = 1.2  # keep confs a bit longer than APISIX caches their tokens
-SHUTDOWN_GRACE = 0.8  # APISIX sends SIGKILL about 1 s after SIGTERM
-
-
-def parse_listen_address(value: str, source: str = "APISIX_LISTEN_ADDRESS") -> str:
-    """The socket path from ``unix:/path``; ConfigError names ``source`` otherwise."""
-    if not value.startswith("unix:") or len(value) <= len("unix:"):
-        raise ConfigError(f"{source} must be 'unix:/path/to/socket', got {value!r}")
-    return value[len("unix:") :]
-
-
-def parse_conf_expire_time(value: str, source: str = "APISIX_CONF_EXPIRE_TIME") -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ConfigError(f"{source} must be a number of seconds, got {value!r}") from None
-    if not seconds > 0:
-        raise ConfigError(f"{source} must be positive, got {value!r}")
-    return seconds
-
-
-@dataclass
-class Settings:
-    socket_path: str
-    conf_expire_time: float = DEFAULT_CONF_EXPIRE_TIME
-    socket_mode: int = 0o766
-    workers: int = 1
-    loop: str = "auto"  # auto | uvloop | asyncio
-
-    @property
-    def conf_ttl(self) -> float:
-        return self.conf_expire_time * CONF_TTL_FACTOR
-
-    @classmethod
-    def from_env(
-        cls,
-        env: Mapping[str, str],
-        listen: str | None = None,
-        conf_expire_time: float | None = None,
-    ) -> Settings:
-        """Flags (``listen``, ``conf_expire_time``) override the variables APISIX sets."""
-        if listen is not None:
-            path = parse_listen_address(listen, "--listen")
-        elif "APISIX_LISTEN_ADDRESS" in env:
-            path = parse_listen_address(env["APISIX_LISTEN_ADDRESS"])
-        else:
-            raise ConfigError(
-                "APISIX_LISTEN_ADDRESS is not set (APISIX sets it when it starts the runner; "
-                "by hand, pass --listen unix:/tmp/runner.sock)"
-            )
-        if conf_expire_time is None:
-            raw = env.get("APISIX_CONF_EXPIRE_TIME")
-            conf_expire_time = (
-                parse_conf_expire_time(raw) if raw is not None else DEFAULT_CONF_EXPIRE_TIME
-            )
-        return cls(socket_path=path, conf_expire_time=conf_expire_time)
-
-
-def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
-    """uvloop when available (or asked for), else the stdlib loop."""
-    if kind in ("auto", "uvloop"):
-        try:
-            import uvloop
-        except ImportError:
-            if kind == "uvloop":
-                raise ConfigError("--loop uvloop: uvloop is not installed") from None
-        else:
-            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-            return loop
-    elif kind != "asyncio":
-        raise ConfigError(f"unknown event loop {kind!r} (auto, uvloop or asyncio)")
-    return asyncio.new_event_loop()
 
 
 def setup_logging(level: str = "info") -> None:
@@ -109,24 +37,17 @@ def setup_logging(level: str = "info") -> None:
     root.propagate = False
 
 
-async def serve_with(
-    sock: socket.socket,
-    confs: ConfBackend,
-    services: RunnerServices,
-    stop: asyncio.Event,
-    on_ready: Callable[[], None] | None = None,
-    label: str = "runner",
-    accept_pause: float = 0.0,
-) -> None:
-    """Serve APISIX connections on the listening ``sock`` until ``stop`` is set, then stop
-    accepting and let the calls in flight finish."""
-    server = Server(sock, confs, services, accept_pause)
-    await server.start()
-    if on_ready is not None:
-        on_ready()
-    await stop.wait()
-    log.info("%s shutting down: no new connections, finishing calls in flight", label)
-    await server.stop(SHUTDOWN_GRACE)
+def version() -> str:
+    """``a6runner X.Y (native kernels, Python 3.11.7)``: what ``--version`` and the startup
+    log line say."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        v = dist_version("a6runner")
+    except PackageNotFoundError:
+        v = "unknown"
+    return f"a6runner {v} ({implementation()} kernels, Python {sys.version.split()[0]})"
 
 
 async def serve_single(
@@ -135,9 +56,9 @@ async def serve_single(
     stop: asyncio.Event,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Serve in this process (``--workers 1``) until ``stop`` is set."""
-    sock = bind_unix_socket(settings.socket_path, settings.socket_mode)
-    confs, services = single_process_backends(plugins, settings.conf_ttl)
+    """Serve in this process (``--workers 1``) until ``stop`` is set: conf tokens and
+    token buckets live here."""
+    listener = Listener(settings.socket_path, settings.socket_mode, settings.socket_group)
     try:
         log.info(
             "listening on %s (%d plugins: %s; conf TTL %gs)",
@@ -146,11 +67,18 @@ async def serve_single(
             ", ".join(sorted(plugins)) or "none",
             settings.conf_ttl,
         )
-        await serve_with(sock, confs, services, stop, on_ready)
+        confs = ConfStore(plugins, settings.conf_ttl)
+        await serve(
+            listener.sock,
+            confs,
+            LocalServices(),
+            stop,
+            on_ready,
+            limits=settings.limits,
+            plugins=plugins,
+        )
     finally:
-        sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(settings.socket_path)
+        listener.close()
 
 
 def run_with_settings(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
@@ -170,8 +98,18 @@ def run_with_settings(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    if settings.parent_watch:
+        parent = os.getppid()
+
+        def watch_parent() -> None:
+            if parent_gone(parent):
+                stop.set()
+            else:
+                loop.call_later(PARENT_CHECK, watch_parent)
+
+        loop.call_later(PARENT_CHECK, watch_parent)
     try:
-        loop.run_until_complete(serve_single(settings, plugins, stop))
+        run_until_complete(loop, serve_single(settings, plugins, stop))
     finally:
         loop.close()
     log.info("stopped after %.1fs", time.monotonic() - started)
@@ -184,18 +122,26 @@ def run(
     listen: str | None = None,
     conf_expire_time: float | None = None,
     workers: int = 1,
+    plugin_paths: Sequence[str] = (),
     bundled: bool = True,
     entry_points: bool = True,
-    socket_mode: int = 0o766,
+    socket_mode: int = DEFAULT_SOCKET_MODE,
     loop: str = "auto",
     log_level: str = "info",
+    limits: Limits = DEFAULT_LIMITS,
+    socket_group: str | int | None = None,
+    parent_watch: bool = True,
 ) -> int:
     """Run a runner serving ``plugins`` (plugin classes) until SIGTERM/SIGINT.
 
     Settings default to what APISIX passes (``APISIX_LISTEN_ADDRESS``,
-    ``APISIX_CONF_EXPIRE_TIME``); ``listen``/``conf_expire_time`` override them. The
-    bundled plugins and the ``a6runner.plugins`` entry points are added unless disabled.
-    Returns the exit status (0 after a clean shutdown), like ``a6-runner run``.
+    ``APISIX_CONF_EXPIRE_TIME``); ``listen``/``conf_expire_time`` override them.
+    ``plugin_paths`` are files, directories or modules to load plugins from (as
+    ``--plugins``); the bundled plugins and the ``a6runner.plugins`` entry points are added
+    unless disabled. ``limits`` bound what a call and a connection may take;
+    ``socket_group`` is a group name or gid for the socket file; with ``parent_watch`` the
+    runner exits when the process that started it exits. Returns the exit status (0 after
+    a clean shutdown), like ``a6-runner run``.
     """
     from ._registry import build_registry
 
@@ -204,5 +150,12 @@ def run(
     settings.workers = workers
     settings.socket_mode = socket_mode
     settings.loop = loop
-    registry = build_registry(plugins, bundled=bundled, entry_points=entry_points)
+    settings.limits = limits
+    settings.parent_watch = parent_watch
+    if socket_group is not None:
+        settings.socket_group = (
+            socket_group if isinstance(socket_group, int) else parse_group(socket_group)
+        )
+    registry = build_registry(plugins, plugin_paths, bundled=bundled, entry_points=entry_points)
+    log.info("%s", version())
     return run_with_settings(settings, {name: r.plugin for name, r in registry.items()})

@@ -1,38 +1,76 @@
-"""The socket server: one asyncio protocol per APISIX connection, calls dispatched inline.
+"""The socket server: framing, dispatch and ExtraInfo for each APISIX connection.
 
 Per connection APISIX keeps one call in flight. A call whose filters are all plain
 functions is answered inside ``data_received`` (no task, no thread hop). When a filter
 returns an awaitable (``async def``), the rest of the call runs as a task; ExtraInfo
-questions it asks go out on the same connection and their answers resolve futures.
+questions it asks go out on the same connection and their answers resolve futures. The
+filter chain itself, reply building and the error map are in ``_chain``.
+
+Whatever the peer does, memory stays bounded and every frame gets an answer or a close:
+a connection whose replies are not being read is not read either (write back-pressure);
+frames that arrive while a call runs wait, and the connection is not read meanwhile;
+frames still arriving share a per-process budget (``Limits.frame_memory``), and a
+connection that would exceed it waits, unread, until others finish (the kernel buffers
+the rest); a call that outlives ``Limits.call_timeout`` is ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
+import errno
 import logging
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, cast
 
-from ._confstore import ConfStore, Filters, PreparedConf, RawConf
-from ._errors import ConfigError, DecodeError, FrameTooLarge
+from . import _chain as chain
+from ._confstore import PreparedConf, Question, RawConf
+from ._errors import (
+    CallTimeout,
+    ConfigError,
+    ConfTokenNotFound,
+    DecodeError,
+    PeerClosed,
+    UnexpectedFrame,
+)
 from ._kernels import codec
-from ._plugin import Plugin, Request, Response, RunnerServices
-from ._services import LocalServices
+from ._plugin import Plugin, RunnerServices
+from ._services import PolicyServices
+from ._settings import DEFAULT_LIMITS, Limits
+from ._watchdog import StallWatchdog
 
 log = logging.getLogger("a6runner")
 
 # A full backlog makes a unix-socket connect fail at once with EAGAIN (nginx logs
 # "Resource temporarily unavailable"): keep it large; the kernel caps it at somaxconn.
 LISTEN_BACKLOG = 4096
+SHUTDOWN_GRACE = 0.8  # APISIX sends SIGKILL about 1 s after SIGTERM
+DEADLINE_SWEEP = 1.0  # seconds between checks of the calls' deadlines
+ACCEPT_RETRY = 0.1  # seconds without accepting after running out of file descriptors
+# Seconds between checks that APISIX, which started the runner, is still there: an
+# orphaned runner exits within this plus the shutdown grace.
+PARENT_CHECK = 0.5
 
-ERR_BAD_REQUEST = codec.build_err_resp(codec.ERR_BAD_REQUEST)
-ERR_SERVICE_UNAVAILABLE = codec.build_err_resp(codec.ERR_SERVICE_UNAVAILABLE)
-ERR_CONF_TOKEN_NOT_FOUND = codec.build_err_resp(codec.ERR_CONF_TOKEN_NOT_FOUND)
+PHASES = {codec.RPC_HTTP_REQ_CALL: chain.REQUEST, codec.RPC_HTTP_RESP_CALL: chain.RESPONSE}
+FRAME_NAMES = {codec.RPC_PREPARE_CONF: "PrepareConf", codec.RPC_EXTRA_INFO: "ExtraInfo"} | {
+    t: p.frame for t, p in PHASES.items()
+}
+
+Pending = Coroutine[Any, Any, None] | None
+PrefetchSlot = tuple[chain.Call, Question, Callable[[], Pending] | None]
+InfoWaiter = asyncio.Future[bytes | None] | PrefetchSlot
+
+# Why a connection is not being read (bit flags; reading resumes when none is left).
+_PEER_NOT_READING = 1  # our replies pile up in the transport: above its high-water mark
+_FRAMES_WAITING = 2  # frames wait behind the call in flight
+_NO_FRAME_MEMORY = 4  # the frame it is receiving does not fit the budget yet
+
+# Why the runner cancelled a call's task (Connection.cancel_reason).
+DEADLINE = "deadline"
+CLOSED = "closed"
 
 
 class ConfBackend(Protocol):
@@ -44,8 +82,56 @@ class ConfBackend(Protocol):
     def lookup(self, token: int) -> PreparedConf | Awaitable[PreparedConf | None] | None: ...
 
 
-class PeerClosed(ConnectionError):
-    """APISIX closed the connection while a call was waiting for ExtraInfo."""
+class FrameMemory:
+    """The per-process budget for frames still arriving and frames queued behind a call.
+
+    A connection reserves the declared size of the frame it is receiving (known from its
+    header) plus what waits in its queue. A reservation that does not fit makes the
+    connection wait, unread, in arrival order; the oldest reservation always fits, so some
+    frame always completes and frees room."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._waiting: collections.deque[Connection] = collections.deque()
+
+    def update(self, conn: Connection, need: int) -> None:
+        if conn._waiting_for_memory:
+            conn._memory_wanted = need
+            return
+        if need <= conn._memory_held or self.held == conn._memory_held:
+            self.held += need - conn._memory_held  # shrinking, or alone: always fits
+            conn._memory_held = need
+            if self._waiting:
+                self._admit()
+        elif self.held + need - conn._memory_held <= self.limit:
+            self.held += need - conn._memory_held
+            conn._memory_held = need
+        else:
+            conn._waiting_for_memory = True
+            conn._memory_wanted = need
+            self._waiting.append(conn)
+            conn._pause(_NO_FRAME_MEMORY)
+
+    def release(self, conn: Connection) -> None:
+        if conn._waiting_for_memory:
+            self._waiting.remove(conn)
+            conn._waiting_for_memory = False
+        self.held -= conn._memory_held
+        conn._memory_held = 0
+        self._admit()
+
+    def _admit(self) -> None:
+        while self._waiting:
+            conn = self._waiting[0]
+            grow = conn._memory_wanted - conn._memory_held
+            if self.held + grow > self.limit and self.held != conn._memory_held:
+                return
+            self._waiting.popleft()
+            self.held += grow
+            conn._memory_held = conn._memory_wanted
+            conn._waiting_for_memory = False
+            conn._resume(_NO_FRAME_MEMORY)
 
 
 class Connection(asyncio.Protocol):
@@ -53,14 +139,31 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, server: Server) -> None:
         self._server = server
+        self._loop = server._loop
         self._confs = server.confs
         self._services = server.services
+        self._memory = server.frame_memory
         self._splitter = codec.FrameSplitter()
         self._transport: asyncio.Transport | None = None
-        # A call running as a task; frames other than ExtraInfo answers wait behind it.
+        # A call in flight past data_received (waiting for its prefetched ExtraInfo, or
+        # running as a task): frames other than ExtraInfo answers wait behind it.
+        self._in_call = False
         self._task: asyncio.Task[None] | None = None
+        self._call_started = 0.0  # loop time that call began
+        self.cancel_reason: str | None = None  # set when the runner cancels the task
+        self.call_timeout = server.limits.call_timeout
         self._queued: collections.deque[tuple[int, bytes]] = collections.deque()
-        self._info_waiters: collections.deque[asyncio.Future[bytes | None]] = collections.deque()
+        self._queued_bytes = 0
+        # One per ExtraInfo question sent, in order: a future (asked from a task), or a
+        # prefetch slot (call, question, what to do after the last answer).
+        self._info_waiters: collections.deque[InfoWaiter] = collections.deque()
+        self._prefetching = False  # prefetched answers still to come: they end the call
+        self._prefetch_error: BaseException | None = None
+        self._paused = 0  # why reading is paused (the _PEER_NOT_READING... flags)
+        self._peer_not_reading = False
+        self._memory_held = 0
+        self._memory_wanted = 0
+        self._waiting_for_memory = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -73,199 +176,238 @@ class Connection(asyncio.Protocol):
         self._server.connections.discard(self)
         self._transport = None
         self._queued.clear()
+        self._queued_bytes = 0
+        self._memory.release(self)
         while self._info_waiters:
-            fut = self._info_waiters.popleft()
-            if not fut.done():
-                fut.set_exception(PeerClosed("APISIX closed the connection mid-call"))
+            waiter = self._info_waiters.popleft()
+            if isinstance(waiter, asyncio.Future) and not waiter.done():  # prefetches: dropped
+                waiter.set_exception(PeerClosed("APISIX closed the connection mid-call"))
         if self._task is not None:
+            self.cancel_reason = CLOSED
             self._task.cancel()
 
     def data_received(self, data: bytes) -> None:
         for frame_type, payload in self._splitter.feed(data):
-            if frame_type == codec.RPC_EXTRA_INFO:
-                self._on_extra_info(payload)
-            elif self._task is not None or self._queued:
+            if self._info_waiters:
+                if frame_type == codec.RPC_EXTRA_INFO:
+                    self._on_extra_info(payload)
+                    continue
+                self._protocol_violation(frame_type)
+                return
+            if self._in_call or self._peer_not_reading or self._queued:
                 self._queued.append((frame_type, payload))
+                self._queued_bytes += len(payload)
             else:
                 self._dispatch(frame_type, payload)
+        if self._queued:
+            self._pause(_FRAMES_WAITING)
+        need = self._splitter.expected + self._queued_bytes
+        if need or self._memory_held:
+            self._memory.update(self, need)
+
+    def pause_writing(self) -> None:
+        self._peer_not_reading = True
+        self._pause(_PEER_NOT_READING)
+
+    def resume_writing(self) -> None:
+        self._peer_not_reading = False
+        self._resume(_PEER_NOT_READING)
+        self._dispatch_queued()
+
+    # -- reading, paused and resumed ------------------------------------------------------
+
+    def _pause(self, reason: int) -> None:
+        if not self._paused and self._transport is not None:
+            self._transport.pause_reading()
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if self._paused & reason:
+            self._paused &= ~reason
+            if not self._paused and self._transport is not None:
+                self._transport.resume_reading()
+
+    def _protocol_violation(self, frame_type: int) -> None:
+        log.warning(
+            "connection closed: a frame of type %d arrived while a call was waiting for an "
+            "ExtraInfo answer (APISIX never does that)",
+            frame_type,
+        )
+        if self._transport is not None:
+            self._transport.abort()
 
     # -- calls ------------------------------------------------------------------------------
 
     @property
     def busy(self) -> bool:
-        return self._task is not None
+        return self._in_call
 
-    def _write(self, frame: bytes) -> None:
+    def send(self, frame: bytes) -> None:
+        """Write a reply frame: every answer of this connection goes out here."""
         if self._transport is not None:
             self._transport.write(frame)
 
     def _dispatch(self, frame_type: int, payload: bytes) -> None:
-        if frame_type == codec.RPC_HTTP_REQ_CALL:
-            self._http_call(payload, codec.decode_http_req_call_req, Request)
-        elif frame_type == codec.RPC_HTTP_RESP_CALL:
-            self._http_call(payload, codec.decode_http_resp_call_req, Response)
-        elif frame_type == codec.RPC_PREPARE_CONF:
-            self._prepare_conf(payload)
-        else:
-            log.warning(
-                "unknown frame type %d (%d bytes): answered BAD_REQUEST", frame_type, len(payload)
-            )
-            self._write(ERR_BAD_REQUEST)
+        try:
+            phase = PHASES.get(frame_type)
+            if phase is not None:
+                rest = self._http_call(phase, phase.decode(payload))
+            elif frame_type == codec.RPC_PREPARE_CONF:
+                rest = self._prepare_conf(codec.decode_prepare_conf_req(payload))
+            else:
+                raise UnexpectedFrame(frame_type, len(payload))
+        except BaseException as exc:  # a plugin's parse_conf may raise anything
+            self.send(chain.error_frame(exc, FRAME_NAMES.get(frame_type, "frame")))
+            return
+        if rest is not None:
+            self._run_task(rest)
 
-    def _prepare_conf(self, payload: bytes) -> None:
-        try:
-            req = codec.decode_prepare_conf_req(payload)
-            key, conf = req.key, req.conf
-        except DecodeError as exc:
-            log.warning("undecodable PrepareConf: %s", exc)
-            self._write(ERR_BAD_REQUEST)
-            return
-        try:
-            token = self._confs.prepare(key, conf)
-        except Exception:
-            log.exception("PrepareConf failed")
-            self._write(ERR_SERVICE_UNAVAILABLE)
-            return
+    def _dispatch_queued(self) -> None:
+        while (
+            self._queued
+            and not self._in_call
+            and not self._peer_not_reading
+            and self._transport is not None
+        ):
+            frame_type, payload = self._queued.popleft()
+            self._queued_bytes -= len(payload)
+            self._dispatch(frame_type, payload)
+        if not self._queued:
+            self._resume(_FRAMES_WAITING)
+        if self._memory_held:
+            self._memory.update(self, self._splitter.expected + self._queued_bytes)
+
+    # Each handler answers at once and returns None, or returns a coroutine that answers
+    # later (the connection's task); such coroutines send their own reply and raise
+    # nothing but CancelledError.
+
+    def _prepare_conf(self, req: Any) -> Pending:
+        token = self._confs.prepare(req.key, req.conf)
         if isinstance(token, int):
-            self._write(codec.build_prepare_conf_resp(token))
-        else:
-            self._run_task(self._prepare_conf_async(token))
+            self.send(codec.build_prepare_conf_resp(token))
+            return None
+        return self._prepared(token)
 
-    async def _prepare_conf_async(self, pending: Awaitable[int]) -> None:
+    async def _prepared(self, pending: Awaitable[int]) -> None:
         try:
-            self._write(codec.build_prepare_conf_resp(await pending))
+            frame = codec.build_prepare_conf_resp(await pending)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("PrepareConf failed")
-            self._write(ERR_SERVICE_UNAVAILABLE)
+        except BaseException as exc:
+            frame = chain.error_frame(exc, "PrepareConf")
+        self.send(frame)
 
-    def _http_call(
-        self,
-        payload: bytes,
-        decode: Callable[[bytes], Any],
-        call_type: type[Request | Response],
-    ) -> None:
-        try:
-            decoded = decode(payload)
-        except DecodeError as exc:
-            log.warning("undecodable %s call: %s", call_type.__name__, exc)
-            self._write(ERR_BAD_REQUEST)
-            return
+    def _http_call(self, phase: chain.Phase, decoded: Any) -> Pending:
         prepared = self._confs.lookup(decoded.conf_token)
-        if prepared is None or isinstance(prepared, PreparedConf):
-            rest = self._start_call(decoded, prepared, call_type)
-            if rest is not None:
-                self._run_task(rest)
-        else:  # the token lives in the supervisor: finish in a task
-            self._run_task(self._lookup_then_run(prepared, decoded, call_type))
+        if isinstance(prepared, PreparedConf):
+            i = phase.index
+            return chain.run(
+                phase, decoded, prepared.filters[i], prepared.prefetch[i], self, self._services
+            )
+        if prepared is None:
+            self._token_not_found(phase, decoded)
+            return None
+        return self._lookup_then_run(phase, decoded, prepared)  # the token lives elsewhere
 
     async def _lookup_then_run(
-        self,
-        pending: Awaitable[PreparedConf | None],
-        decoded: Any,
-        call_type: type[Request | Response],
+        self, phase: chain.Phase, decoded: Any, pending: Awaitable[PreparedConf | None]
     ) -> None:
         try:
             prepared = await pending
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("conf token lookup failed")
-            self._write(ERR_SERVICE_UNAVAILABLE)
+        except BaseException as exc:  # parse_conf runs here for a token met first
+            self.send(chain.error_frame(exc, f"call {decoded.id} ({phase.frame})"))
             return
-        rest = self._start_call(decoded, prepared, call_type)
+        if prepared is None:
+            self._token_not_found(phase, decoded)
+            return
+        i = phase.index
+        rest = chain.run(
+            phase, decoded, prepared.filters[i], prepared.prefetch[i], self, self._services
+        )
         if rest is not None:
             await rest
 
-    def _start_call(
-        self,
-        decoded: Any,
-        prepared: PreparedConf | None,
-        call_type: type[Request | Response],
-    ) -> Coroutine[Any, Any, None] | None:
-        """Run the filters inline and answer; if a filter returns an awaitable, return a
-        coroutine that finishes the call (the caller runs it as the connection's task)."""
-        if prepared is None:
-            log.info("conf token %d not found (call %d)", decoded.conf_token, decoded.id)
-            self._write(ERR_CONF_TOKEN_NOT_FOUND)
-            return None
-        call = call_type(decoded, self, self._services)
-        filters = prepared.request_filters if call_type is Request else prepared.response_filters
-        try:
-            for i, (filt, conf) in enumerate(filters):
-                pending = filt(conf, call)
-                # a filter's return value matters only when it is awaitable
-                if pending is not None and inspect.isawaitable(pending):
-                    return self._finish_call(call, filters, i, pending)
-                if call.ends_chain:
-                    break
-            reply = call.build_reply()
-        except Exception as exc:
-            reply = self._failed(call, exc)
-        self._write(reply)
-        return None
+    def _token_not_found(self, phase: chain.Phase, decoded: Any) -> None:
+        exc = ConfTokenNotFound(decoded.conf_token)
+        self.send(chain.error_frame(exc, f"call {decoded.id} ({phase.frame})"))
 
-    async def _finish_call(
-        self,
-        call: Request | Response,
-        filters: Filters,
-        index: int,
-        pending: Awaitable[None],
-    ) -> None:
-        try:
-            await pending
-            if not call.ends_chain:
-                for filt, conf in filters[index + 1 :]:
-                    result = filt(conf, call)
-                    if result is not None and inspect.isawaitable(result):
-                        await result
-                    if call.ends_chain:
-                        break
-            reply = call.build_reply()
-        except asyncio.CancelledError:
-            raise
-        except PeerClosed:
-            log.info("call %d abandoned: APISIX closed the connection", call.id)
-            return
-        except Exception as exc:
-            reply = self._failed(call, exc)
-        self._write(reply)
+    def _enter_call(self) -> None:
+        if not self._in_call:
+            self._in_call = True
+            self._call_started = self._loop.time()
 
-    def _failed(self, call: Request | Response, exc: Exception) -> bytes:
-        if isinstance(exc, FrameTooLarge):
-            log.error(
-                "call %d: reply too large to frame (%s): answered SERVICE_UNAVAILABLE", call.id, exc
-            )
-        else:
-            log.error(
-                "call %d: plugin raised %s: answered SERVICE_UNAVAILABLE",
-                call.id,
-                type(exc).__name__,
-                exc_info=exc,
-            )
-        return ERR_SERVICE_UNAVAILABLE
-
-    def _run_task(self, coro: Any) -> None:
-        task = self._server._loop.create_task(coro)
+    def _run_task(self, rest: Coroutine[Any, Any, None]) -> None:
+        self._enter_call()
+        task = self._loop.create_task(rest)
         self._task = task
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if self._task is task:
             self._task = None
-        if not task.cancelled() and task.exception() is not None:
-            log.error("internal error in a call", exc_info=task.exception())
-            self._write(ERR_SERVICE_UNAVAILABLE)
-        while self._queued and self._task is None and self._transport is not None:
-            frame_type, payload = self._queued.popleft()
-            self._dispatch(frame_type, payload)
+        reason, self.cancel_reason = self.cancel_reason, None
+        if task.cancelled():
+            if reason != CLOSED:  # ended before the chain could answer: answer for it
+                exc: BaseException = CallTimeout(None, self.call_timeout)
+                if reason is None:
+                    exc = RuntimeError("the call's task was cancelled by someone else")
+                self.send(chain.error_frame(exc, "call"))
+        elif task.exception() is not None:  # a bug of ours: say so, answer anyway
+            self.send(chain.error_frame(cast(BaseException, task.exception()), "call task"))
+        if not self._prefetching:  # (a task that met its token first may end in a prefetch)
+            self._call_done()
+
+    def _call_done(self) -> None:
+        self._in_call = False
+        self._dispatch_queued()
         self._server.call_finished()
+
+    def check_deadline(self, now: float, timeout: float) -> None:
+        """End the call in flight if it began more than ``timeout`` seconds ago."""
+        if not self._in_call or now - self._call_started < timeout:
+            return
+        task = self._task
+        if self._info_waiters or task is None:
+            log.warning("no ExtraInfo answer within %gs (call timeout): connection closed", timeout)
+            self._abort()
+        elif self.cancel_reason is None:
+            self.cancel_reason = DEADLINE
+            task.cancel()
+        elif now - self._call_started >= timeout + DEADLINE_SWEEP:
+            log.warning("a call ignored its cancellation at the call timeout: connection closed")
+            self._abort()
+
+    def _abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
 
     # -- ExtraInfo ------------------------------------------------------------------------
 
     def ask(self, info_type: int, name: str | None) -> asyncio.Future[bytes | None]:
         """Send an ExtraInfo question; the future resolves with APISIX's answer."""
+        self._check_can_ask()
+        # the server's loop, not asyncio.get_running_loop(): that one calls getpid() each time
+        fut: asyncio.Future[bytes | None] = self._loop.create_future()
+        self._info_waiters.append(fut)
+        self.send(codec.build_extra_info_req(info_type, name))
+        return fut
+
+    def ask_many(
+        self, questions: Sequence[tuple[int, str | None]]
+    ) -> list[Awaitable[bytes | None]]:
+        """Send every question in one write; the futures resolve in the same order."""
+        self._check_can_ask()
+        futures: list[Awaitable[bytes | None]] = []
+        for _ in questions:
+            fut: asyncio.Future[bytes | None] = self._loop.create_future()
+            self._info_waiters.append(fut)
+            futures.append(fut)
+        self.send(b"".join([codec.build_extra_info_req(t, n) for t, n in questions]))
+        return futures
+
+    def _check_can_ask(self) -> None:
         if self._transport is None:
             raise PeerClosed("APISIX closed the connection mid-call")
         if self._task is None:
@@ -273,17 +415,34 @@ class Connection(asyncio.Protocol):
                 "ExtraInfo is only available while a call is in flight "
                 "(await it from an async filter)"
             )
-        # the server's loop, not asyncio.get_running_loop(): that one calls getpid() each time
-        fut: asyncio.Future[bytes | None] = self._server._loop.create_future()
-        self._info_waiters.append(fut)
-        self._write(codec.build_extra_info_req(info_type, name))
-        return fut
+
+    def prefetch(
+        self,
+        call: chain.Call,
+        questions: tuple[Question, ...],
+        then: Callable[[], Coroutine[Any, Any, None] | None],
+    ) -> None:
+        """Send ``questions`` in one write; after the last answer, go on with ``then()``."""
+        self._enter_call()
+        self._prefetching = True
+        waiters = self._info_waiters
+        for question in questions[:-1]:
+            waiters.append((call, question, None))
+        waiters.append((call, questions[-1], then))
+        self.send(b"".join([codec.build_extra_info_req(t, n) for t, n in questions]))
 
     def _on_extra_info(self, payload: bytes) -> None:
-        if not self._info_waiters:
-            log.warning("ExtraInfo answer with no question pending: ignored")
+        waiter = self._info_waiters.popleft()
+        if type(waiter) is tuple:
+            call, (info_type, name), then = waiter
+            try:
+                call._remember(info_type, name, codec.decode_extra_info_resp(payload))
+            except DecodeError as exc:
+                self._prefetch_error = exc
+            if then is not None:
+                self._prefetched(call, then)
             return
-        fut = self._info_waiters.popleft()
+        fut = cast("asyncio.Future[bytes | None]", waiter)
         try:
             result = codec.decode_extra_info_resp(payload)
         except DecodeError as exc:
@@ -293,30 +452,85 @@ class Connection(asyncio.Protocol):
         if not fut.done():
             fut.set_result(result)
 
+    def _prefetched(
+        self, call: chain.Call, then: Callable[[], Coroutine[Any, Any, None] | None]
+    ) -> None:
+        """Every prefetched answer is in: the call goes on, inline."""
+        self._prefetching = False
+        error, self._prefetch_error = self._prefetch_error, None
+        if error is not None:
+            self.send(chain.error_frame(error, f"call {call.id} (ExtraInfo answer)"))
+            rest = None
+        else:
+            rest = then()
+        if rest is not None:
+            self._run_task(rest)
+        else:
+            self._call_done()
+
 
 def _prepare_socket_path(path: str) -> None:
+    """Make room for our socket: remove a stale socket, never a live one or another file."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(st.st_mode):
         raise ConfigError(f"{path} exists and is not a socket: refusing to remove it")
-    os.unlink(path)  # a stale socket from an earlier run
-
-
-def bind_unix_socket(path: str, mode: int) -> socket.socket:
-    """A listening unix socket at ``path`` (a stale socket there is replaced)."""
-    _prepare_socket_path(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
     try:
-        sock.bind(path)
-        os.chmod(path, mode)
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # a stale socket from an earlier run: nobody accepts on it
+        return
+    except FileNotFoundError:
+        return  # gone meanwhile
+    except BlockingIOError:
+        pass  # a full backlog: something is listening
+    except OSError as exc:
+        raise ConfigError(
+            f"{path} is a socket and connecting to it failed ({exc.strerror}): cannot tell "
+            "whether another runner serves it, so it is left alone"
+        ) from None
+    finally:
+        probe.close()
+    raise ConfigError(
+        f"another runner is serving {path} (it accepts connections): stop it first, or "
+        "listen on another path"
+    )
+
+
+class Listener:
+    """The listening unix socket and the file it created (removed at exit only if it is
+    still ours: a later runner may have taken the path over after we stopped serving)."""
+
+    def __init__(self, path: str, mode: int, group: int | None = None) -> None:
+        _prepare_socket_path(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            if group is not None:
+                os.chown(path, -1, group)
+            os.chmod(path, mode)
+            sock.listen(LISTEN_BACKLOG)
+            sock.setblocking(False)
+            st = os.stat(path)
+        except BaseException:
+            sock.close()
+            raise
+        self.path = path
+        self.sock = sock
+        self._identity = (st.st_dev, st.st_ino)
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return
+        if (st.st_dev, st.st_ino) == self._identity:
+            os.unlink(self.path)
 
 
 class Server:
@@ -330,10 +544,13 @@ class Server:
         confs: ConfBackend,
         services: RunnerServices,
         accept_pause: float = 0.0,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.sock = sock
         self.confs = confs
         self.services = services
+        self.limits = limits
+        self.frame_memory = FrameMemory(limits.frame_memory)
         # With workers sharing the socket: after each accept, leave the next ones to the
         # others for this long, so a burst of connects is shared out (and a busy worker,
         # slower to come back, takes fewer).
@@ -341,8 +558,10 @@ class Server:
         self.connections: set[Connection] = set()
         self._accepting = False
         self._listening = False
+        self._out_of_fds = False
         self._accepts: set[asyncio.Task[Any]] = set()
         self._idle: asyncio.Event | None = None
+        self._deadlines: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         # Our own accept, one connection per readiness event: the event loop's server
@@ -351,6 +570,8 @@ class Server:
         self._loop = asyncio.get_running_loop()
         self._accepting = True
         self._listen()
+        if self.limits.call_timeout > 0:
+            self._deadlines = self._loop.call_later(DEADLINE_SWEEP, self._check_deadlines)
 
     def _listen(self) -> None:
         if self._accepting and not self._listening:
@@ -367,9 +588,20 @@ class Server:
             conn, _ = self.sock.accept()
         except (BlockingIOError, InterruptedError):
             return  # another worker took it
-        except OSError as exc:  # e.g. EMFILE: keep serving the connections we have
-            log.error("accept failed: %s", exc)
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                # The listening socket stays readable: wait instead of spinning on it.
+                if not self._out_of_fds:
+                    log.error("accept failed: %s: not accepting for %gs", exc, ACCEPT_RETRY)
+                self._out_of_fds = True
+                self._unlisten()
+                self._loop.call_later(ACCEPT_RETRY, self._listen)
+            else:
+                log.error("accept failed: %s", exc)
             return
+        if self._out_of_fds:
+            log.info("accepting again")
+            self._out_of_fds = False
         conn.setblocking(False)
         task = self._loop.create_task(
             self._loop.connect_accepted_socket(lambda: Connection(self), conn)
@@ -380,12 +612,19 @@ class Server:
             self._unlisten()
             self._loop.call_later(self.accept_pause, self._listen)
 
+    def _check_deadlines(self) -> None:
+        now = self._loop.time()
+        timeout = self.limits.call_timeout
+        for conn in list(self.connections):
+            conn.check_deadline(now, timeout)
+        self._deadlines = self._loop.call_later(DEADLINE_SWEEP, self._check_deadlines)
+
     def call_finished(self) -> None:
         if self._idle is not None and not any(c.busy for c in self.connections):
             self._idle.set()
 
-    def _busy(self) -> Iterator[Connection]:
-        return (c for c in self.connections if c.busy)
+    def _busy_count(self) -> int:
+        return sum(1 for c in self.connections if c.busy)
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let calls in flight finish (up to ``grace`` seconds), close."""
@@ -394,21 +633,92 @@ class Server:
         # Frames already in the socket buffers are calls in flight too: let them be read.
         await asyncio.sleep(0.05)
         self._idle = asyncio.Event()
-        if any(True for _ in self._busy()):
+        if self._busy_count():
             try:
                 await asyncio.wait_for(self._idle.wait(), grace)
             except asyncio.TimeoutError:
-                log.warning(
-                    "%d calls still running at shutdown: abandoned", sum(1 for _ in self._busy())
-                )
+                log.warning("%d calls still running at shutdown: abandoned", self._busy_count())
+        if self._deadlines is not None:
+            self._deadlines.cancel()
         for conn in list(self.connections):
             if conn._transport is not None:
                 conn._transport.close()
         await asyncio.sleep(0)
 
 
-def single_process_backends(
-    plugins: Mapping[str, Plugin], ttl: float
-) -> tuple[ConfBackend, RunnerServices]:
-    """Conf tokens and token buckets kept in this process."""
-    return ConfStore(plugins, ttl), LocalServices()
+async def serve(
+    sock: socket.socket,
+    confs: ConfBackend,
+    services: RunnerServices,
+    stop: asyncio.Event,
+    on_ready: Callable[[], None] | None = None,
+    label: str = "runner",
+    accept_pause: float = 0.0,
+    limits: Limits = DEFAULT_LIMITS,
+    plugins: Mapping[str, Plugin] | None = None,
+) -> None:
+    """Serve APISIX connections on the listening ``sock`` until ``stop`` is set, then stop
+    accepting and let the calls in flight finish. ``plugins`` are watched for filters that
+    block the event loop (``limits.stall_warning``)."""
+    server = Server(sock, confs, services, accept_pause, limits)
+    watchdog = None
+    if limits.stall_warning > 0 and plugins:
+        watchdog = StallWatchdog(asyncio.get_running_loop(), limits.stall_warning, plugins)
+        watchdog.start()
+    await server.start()
+    if on_ready is not None:
+        on_ready()
+    try:
+        await stop.wait()
+        log.info("%s shutting down: no new connections, finishing calls in flight", label)
+        await server.stop(SHUTDOWN_GRACE)
+        if isinstance(services, PolicyServices):
+            await services.aclose()  # the Redis connections of the limits, if any
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
+
+
+def parent_gone(parent: int) -> bool:
+    """True once the process ``parent`` that started us has exited (we were re-parented)."""
+    if os.getppid() == parent:
+        return False
+    log.warning("the process that started the runner (pid %d) exited: stopping", parent)
+    return True
+
+
+def run_until_complete(loop: asyncio.AbstractEventLoop, main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on ``loop`` to the end. A SystemExit or KeyboardInterrupt raised by a
+    callback or a task a plugin started escapes the event loop; it stops only that
+    callback: it is logged and the loop goes on (only the runner's signal handlers stop
+    the runner)."""
+    task = loop.create_task(main)
+    while True:
+        try:
+            loop.run_until_complete(task)
+            return
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if task.done():
+                raise
+            log.error(
+                "%s raised outside any call (a plugin's callback or task?): ignored, the "
+                "runner keeps serving",
+                type(exc).__name__,
+                exc_info=exc,
+            )
+
+
+def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
+    """uvloop when available (or asked for), else the stdlib loop."""
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise ConfigError("--loop uvloop: uvloop is not installed") from None
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    elif kind != "asyncio":
+        raise ConfigError(f"unknown event loop {kind!r} (auto, uvloop or asyncio)")
+    return asyncio.new_event_loop()

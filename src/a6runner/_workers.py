@@ -7,7 +7,8 @@ runner-wide state that must outlive and span workers:
 * conf tokens: it issues them (same key -> same token, whichever worker asks) and keeps
   each token's raw conf, so a worker meeting a token another worker issued fetches the
   conf once, parses it and caches it until the same expiry;
-* the token buckets of limit-req, so a rate holds for the runner as a whole.
+* the token buckets of limit-req and the counters of limit-count (policy local), so a
+  limit holds for the runner as a whole.
 
 Workers talk to it over a socketpair each: length-prefixed pickles, answered in order.
 The supervisor is a plain selector loop (no asyncio): forking from it is always safe.
@@ -30,10 +31,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._confstore import PreparedConf, RawConf, TokenStore
+from ._limits import Quota
 from ._plugin import Plugin
-from ._runner import SHUTDOWN_GRACE, Settings, new_event_loop, serve_with
-from ._server import bind_unix_socket
-from ._services import TokenBuckets
+from ._server import (
+    PARENT_CHECK,
+    SHUTDOWN_GRACE,
+    Listener,
+    new_event_loop,
+    parent_gone,
+    run_until_complete,
+    serve,
+)
+from ._services import FixedWindowCounters, PolicyServices, TokenBuckets
+from ._settings import Settings
 
 log = logging.getLogger("a6runner")
 
@@ -128,15 +138,21 @@ class SupervisedConfs:
         return prepared
 
 
-class SupervisedServices:
-    """RunnerServices of a worker: the buckets live in the supervisor."""
+class SupervisedServices(PolicyServices):
+    """RunnerServices of a worker: local limits live in the supervisor, Redis limits go
+    through this worker's own pools."""
 
     def __init__(self, link: SupervisorLink) -> None:
+        super().__init__()
         self._link = link
 
-    async def reserve(self, key: str, rate: float, burst: int) -> float | None:
+    async def _local_reserve(self, key: str, rate: float, burst: int) -> float | None:
         delay: float | None = await self._link.ask("reserve", key, rate, burst)
         return delay
+
+    async def _local_count(self, key: str, limit: int, window: float, cost: int) -> Quota:
+        allowed, remaining, reset = await self._link.ask("count", key, limit, window, cost)
+        return Quota(allowed, limit, remaining, reset)
 
 
 def _worker_main(
@@ -162,17 +178,19 @@ def _worker_main(
         await link.start()
         watcher = loop.create_task(link.closed.wait())
         watcher.add_done_callback(lambda _: stop.set())  # supervisor gone: stop too
-        await serve_with(
+        await serve(
             listener,
             SupervisedConfs(plugins, link, settings.conf_ttl),
             SupervisedServices(link),
             stop,
             label=f"worker {index}",
             accept_pause=ACCEPT_PAUSE,
+            limits=settings.limits,
+            plugins=plugins,
         )
 
     try:
-        loop.run_until_complete(main())
+        run_until_complete(loop, main())
     finally:
         loop.close()
     return 0
@@ -197,6 +215,7 @@ class Supervisor:
         self.plugins = plugins
         self.tokens: TokenStore[list[tuple[str, bytes]]] = TokenStore(settings.conf_ttl)
         self.buckets = TokenBuckets()
+        self.counters = FixedWindowCounters()
         self.selector = selectors.DefaultSelector()
         self.channels: dict[int, _Channel] = {}  # by pid
         self.listener: socket.socket | None = None
@@ -210,6 +229,9 @@ class Supervisor:
         if op == "reserve":
             _, key, rate, burst = message
             return self.buckets.reserve(key, rate, burst)
+        if op == "count":
+            _, key, limit, window, cost = message
+            return self.counters.count(key, limit, window, cost)
         if op == "lookup":
             return self.tokens.get_with_expiry(message[1])
         if op == "prepare":
@@ -306,9 +328,20 @@ class Supervisor:
                 time.sleep(RESPAWN_BACKOFF)
             self.spawn(channel.index)
 
+    def _begin_stop(self) -> float:
+        """Ask every worker to finish its calls and exit; the deadline to kill them at."""
+        self.stopping = True
+        for pid in self.channels:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        return time.monotonic() + SHUTDOWN_GRACE + 0.1
+
     def run(self) -> int:
         settings = self.settings
-        self.listener = bind_unix_socket(settings.socket_path, settings.socket_mode)
+        started = time.monotonic()
+        parent = os.getppid()
+        listener = Listener(settings.socket_path, settings.socket_mode, settings.socket_group)
+        self.listener = listener.sock
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -329,8 +362,8 @@ class Supervisor:
             )
             deadline: float | None = None
             while self.channels or not self.stopping:
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                for key, _ in self.selector.select(timeout if timeout is not None else 1.0):
+                timeout = PARENT_CHECK if deadline is None else deadline - time.monotonic()
+                for key, _ in self.selector.select(max(0.0, timeout)):
                     if key.data is None:
                         with contextlib.suppress(BlockingIOError):
                             wake_r.recv(4096)
@@ -342,11 +375,9 @@ class Supervisor:
                         self._reap()
                     elif not self.stopping:
                         log.info("received %s: stopping the workers", signal.Signals(signum).name)
-                        self.stopping = True
-                        deadline = time.monotonic() + SHUTDOWN_GRACE + 0.1
-                        for pid in self.channels:
-                            with contextlib.suppress(ProcessLookupError):
-                                os.kill(pid, signal.SIGTERM)
+                        deadline = self._begin_stop()
+                if not self.stopping and settings.parent_watch and parent_gone(parent):
+                    deadline = self._begin_stop()
                 self._reap()
                 if deadline is not None and time.monotonic() >= deadline and self.channels:
                     log.warning("%d workers still running: killing them", len(self.channels))
@@ -356,9 +387,8 @@ class Supervisor:
                     deadline = None
         finally:
             signal.set_wakeup_fd(old_wakeup)
-            self.listener.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(settings.socket_path)
+            listener.close()
+        log.info("stopped after %.1fs", time.monotonic() - started)
         return 0
 
 

@@ -28,12 +28,15 @@ with a6runner's own codec, so a test also checks the wire format independently.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import itertools
 import json
 import os
+import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -48,7 +51,9 @@ from ._plugin import METHODS, Plugin
 
 __all__ = [
     "AsyncClient",
+    "CallData",
     "Client",
+    "ClientProtocol",
     "Reply",
     "RunnerHandle",
     "RunnerProcess",
@@ -58,8 +63,16 @@ __all__ = [
 ]
 
 METHOD_NUMBERS = {name: i for i, name in enumerate(METHODS)}
-ERROR_NAMES = {0: "BAD_REQUEST", 1: "SERVICE_UNAVAILABLE", 2: "CONF_TOKEN_NOT_FOUND"}
-INFO_NAMES = {1: "var", 2: "req_body", 3: "resp_body"}
+ERROR_NAMES = {
+    codec.ERR_BAD_REQUEST: "BAD_REQUEST",
+    codec.ERR_SERVICE_UNAVAILABLE: "SERVICE_UNAVAILABLE",
+    codec.ERR_CONF_TOKEN_NOT_FOUND: "CONF_TOKEN_NOT_FOUND",
+}
+INFO_NAMES = {
+    codec.INFO_VAR: "var",
+    codec.INFO_REQ_BODY: "req_body",
+    codec.INFO_RESP_BODY: "resp_body",
+}
 
 Entries = list[tuple[str, "str | None"]]
 EntriesIn = Iterable[tuple[str, "str | bytes | None"]] | Mapping[str, "str | bytes | None"]
@@ -75,7 +88,10 @@ class Reply:
     ``body``) or ``"rewrite"`` (``path``, ``headers``, ``args``, ``resp_headers``, ``body``).
     For an HTTPRespCall, ``status`` (0 = unchanged), ``headers`` and ``body`` (None = unchanged).
     ``asked`` lists the ExtraInfo questions the runner asked during the call, in order, as
-    ``("var", name)``, ``("req_body", None)`` or ``("resp_body", None)``.
+    ``("var", name)``, ``("req_body", None)`` or ``("resp_body", None)``; ``round_trips``
+    is how many times the client answered: every question that arrived in one read is
+    answered at once, in order, in one write (a runner asking one question at a time costs
+    one round trip per question; one that sends them all at once costs 1).
     """
 
     kind: str
@@ -90,6 +106,7 @@ class Reply:
     resp_headers: Entries = field(default_factory=list)
     body: bytes | None = None
     asked: list[tuple[str, str | None]] = field(default_factory=list)
+    round_trips: int = 0
 
     def header(self, name: str) -> str | None:
         """Value of the last entry named ``name`` (case-insensitive) in ``headers``."""
@@ -195,7 +212,7 @@ def decode_extra_info_req(payload: bytes) -> tuple[str, str | None]:
     return kind, name
 
 
-# -- APISIX's side of a call (sans I/O) ----------------------------------------------------
+# -- APISIX's side of a connection, without I/O --------------------------------------------
 
 
 def _entries_in(entries: EntriesIn) -> list[tuple[str, str | bytes | None]]:
@@ -213,6 +230,7 @@ def _src_ip(value: str | bytes | None) -> bytes | None:
 
 
 DEFAULT_HEADERS = (("host", "localhost"), ("user-agent", "a6runner-testing/1"), ("accept", "*/*"))
+READ_SIZE = 1 << 20  # what one read asks the socket for
 
 
 @dataclass
@@ -236,25 +254,43 @@ class CallData:
         return codec.build_extra_info_resp(None)
 
 
+NO_DATA = CallData({}, None, None)
+
+
 def _as_bytes(body: bytes | str | None) -> bytes | None:
     return body.encode() if isinstance(body, str) else body
 
 
-class _CallBuilder:
-    """Frames for APISIX's calls, with ids numbered from 0 like an APISIX worker."""
+class ClientProtocol:
+    """APISIX's side of one connection, without I/O: ``Client``, ``AsyncClient`` and
+    ``a6-runner call`` drive it with their own sockets.
+
+    Build a call frame (ids are numbered from 0 like an APISIX worker's), ``start_call``
+    it, write what it returns, then ``receive`` every read from the socket: each returns
+    the bytes to write back (the answers to the ExtraInfo questions that read completed,
+    in order, all in one write) and, once the final reply arrived, the decoded ``Reply``.
+    Frames that arrive after the reply stay queued for the next call or ``next_frame``.
+    """
 
     def __init__(self) -> None:
         self._ids = itertools.count(0)
+        self._splitter = codec.FrameSplitter()
+        self._frames: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._data = NO_DATA
+        self._asked: list[tuple[str, str | None]] = []
+        self._round_trips = 0
 
-    def next_id(self, id: int | None) -> int:
+    # -- call frames --
+
+    def next_id(self, id: int | None = None) -> int:
         return next(self._ids) if id is None else id
 
     @staticmethod
-    def prepare_conf(conf: Sequence[tuple[str, Any]], key: str | None) -> bytes:
+    def prepare_conf_frame(conf: Sequence[tuple[str, Any]], key: str | None) -> bytes:
         return codec.build_prepare_conf_req([(n, _conf_value(v)) for n, v in conf], key)
 
     @staticmethod
-    def http_req_call(
+    def http_req_call_frame(
         id: int,
         token: int,
         method: str,
@@ -274,9 +310,52 @@ class _CallBuilder:
         )
 
     @staticmethod
-    def http_resp_call(id: int, token: int, status: int, headers: EntriesIn | None) -> bytes:
+    def http_resp_call_frame(id: int, token: int, status: int, headers: EntriesIn | None) -> bytes:
         hdrs = (("content-type", "text/plain"),) if headers is None else headers
         return codec.build_http_resp_call_req(id, token, status, _entries_in(hdrs))
+
+    # -- one call --
+
+    def start_call(self, frame: bytes, data: CallData | None = None) -> bytes:
+        """Begin a call: returns the bytes to write (the frame). ExtraInfo questions are
+        answered from ``data`` (None: every answer is missing)."""
+        self._data = data or NO_DATA
+        self._asked = []
+        self._round_trips = 0
+        return frame
+
+    def receive(self, data: bytes) -> tuple[bytes, Reply | None]:
+        """Feed one read (``b""`` just looks at frames already queued). Returns (the bytes
+        to write now, possibly empty; the reply when the call is over, else None)."""
+        self.feed(data)
+        answers: list[bytes] = []
+        reply = None
+        while self._frames:
+            frame_type, payload = self._frames.popleft()
+            if frame_type == codec.RPC_EXTRA_INFO:
+                question = decode_extra_info_req(payload)
+                self._asked.append(question)
+                answers.append(self._data.answer(*question))
+                continue
+            reply = decode_reply(frame_type, payload)
+            reply.asked = self._asked
+            break
+        if answers:
+            self._round_trips += 1
+        if reply is not None:
+            reply.round_trips = self._round_trips
+        return b"".join(answers), reply
+
+    # -- raw frames --
+
+    def feed(self, data: bytes) -> None:
+        """Queue the frames ``data`` completes."""
+        if data:
+            self._frames.extend(self._splitter.feed(data))
+
+    def next_frame(self) -> tuple[int, bytes] | None:
+        """The oldest queued frame as (type, payload), or None."""
+        return self._frames.popleft() if self._frames else None
 
 
 # -- blocking client ------------------------------------------------------------------------
@@ -289,8 +368,12 @@ class Client:
         self.socket_path = socket_path
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
-        self._sock.connect(socket_path)
-        self._calls = _CallBuilder()
+        try:
+            self._sock.connect(socket_path)
+        except BaseException:
+            self._sock.close()
+            raise
+        self._protocol = ClientProtocol()
 
     def __enter__(self) -> Client:
         return self
@@ -301,43 +384,37 @@ class Client:
     def close(self) -> None:
         self._sock.close()
 
+    def _read(self) -> bytes:
+        data = self._sock.recv(READ_SIZE)
+        if not data:
+            raise ConnectionError("runner closed the connection")
+        return data
+
     # raw frames, for protocol tests
     def send_raw(self, data: bytes) -> None:
         self._sock.sendall(data)
 
     def read_frame(self) -> tuple[int, bytes]:
-        header = self._recv_exactly(4)
-        frame_type, length = header[0], int.from_bytes(header[1:4], "big")
-        return frame_type, self._recv_exactly(length)
-
-    def _recv_exactly(self, n: int) -> bytes:
-        chunks = bytearray()
-        while len(chunks) < n:
-            chunk = self._sock.recv(min(n - len(chunks), 1 << 20))
-            if not chunk:
-                raise ConnectionError("runner closed the connection")
-            chunks += chunk
-        return bytes(chunks)
+        while (frame := self._protocol.next_frame()) is None:
+            self._protocol.feed(self._read())
+        return frame
 
     def exchange(self, frame: bytes, data: CallData | None = None) -> Reply:
         """Send a call frame; answer ExtraInfo questions from ``data``; return the reply."""
-        self.send_raw(frame)
-        asked: list[tuple[str, str | None]] = []
+        protocol = self._protocol
+        self.send_raw(protocol.start_call(frame, data))
+        answers, reply = protocol.receive(b"")
         while True:
-            frame_type, payload = self.read_frame()
-            if frame_type == codec.RPC_EXTRA_INFO:
-                question = decode_extra_info_req(payload)
-                asked.append(question)
-                self.send_raw((data or CallData({}, None, None)).answer(*question))
-                continue
-            reply = decode_reply(frame_type, payload)
-            reply.asked = asked
-            return reply
+            if answers:
+                self.send_raw(answers)
+            if reply is not None:
+                return reply
+            answers, reply = protocol.receive(self._read())
 
     def prepare_conf(self, conf: Sequence[tuple[str, Any]], key: str | None = None) -> int:
         """PrepareConf with ``[(plugin_name, conf)]`` (a dict/list conf is JSON-encoded);
         returns the token. Raises RuntimeError if the runner answered an error."""
-        reply = self.exchange(self._calls.prepare_conf(conf, key))
+        reply = self.exchange(self._protocol.prepare_conf_frame(conf, key))
         if reply.kind != "prepare_conf":
             raise RuntimeError(f"PrepareConf failed: {reply.error}")
         return reply.conf_token
@@ -357,8 +434,9 @@ class Client:
     ) -> Reply:
         """One HTTPReqCall. ``vars`` and ``body`` answer the runner's ExtraInfo questions
         (a var not in ``vars`` is answered as missing)."""
-        frame = self._calls.http_req_call(
-            self._calls.next_id(id), conf_token, method, path, args, headers, src_ip
+        p = self._protocol
+        frame = p.http_req_call_frame(
+            p.next_id(id), conf_token, method, path, args, headers, src_ip
         )
         return self.exchange(frame, CallData(vars or {}, _as_bytes(body), None))
 
@@ -373,7 +451,8 @@ class Client:
         id: int | None = None,
     ) -> Reply:
         """One HTTPRespCall; ``body`` is the upstream body the runner may ask for."""
-        frame = self._calls.http_resp_call(self._calls.next_id(id), conf_token, status, headers)
+        p = self._protocol
+        frame = p.http_resp_call_frame(p.next_id(id), conf_token, status, headers)
         return self.exchange(frame, CallData(vars or {}, None, _as_bytes(body)))
 
 
@@ -386,7 +465,7 @@ class AsyncClient:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        self._calls = _CallBuilder()
+        self._protocol = ClientProtocol()
 
     @classmethod
     async def connect(cls, socket_path: str) -> AsyncClient:
@@ -404,28 +483,32 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def _read(self) -> bytes:
+        data = await self._reader.read(READ_SIZE)
+        if not data:
+            raise ConnectionError("runner closed the connection")
+        return data
+
     async def read_frame(self) -> tuple[int, bytes]:
-        header = await self._reader.readexactly(4)
-        length = int.from_bytes(header[1:4], "big")
-        return header[0], await self._reader.readexactly(length)
+        while (frame := self._protocol.next_frame()) is None:
+            self._protocol.feed(await self._read())
+        return frame
 
     async def exchange(self, frame: bytes, data: CallData | None = None) -> Reply:
-        self._writer.write(frame)
+        protocol = self._protocol
+        self._writer.write(protocol.start_call(frame, data))
         await self._writer.drain()
-        asked: list[tuple[str, str | None]] = []
+        answers, reply = protocol.receive(b"")
         while True:
-            frame_type, payload = await self.read_frame()
-            if frame_type == codec.RPC_EXTRA_INFO:
-                question = decode_extra_info_req(payload)
-                asked.append(question)
-                self._writer.write((data or CallData({}, None, None)).answer(*question))
-                continue
-            reply = decode_reply(frame_type, payload)
-            reply.asked = asked
-            return reply
+            if answers:
+                self._writer.write(answers)
+                await self._writer.drain()
+            if reply is not None:
+                return reply
+            answers, reply = protocol.receive(await self._read())
 
     async def prepare_conf(self, conf: Sequence[tuple[str, Any]], key: str | None = None) -> int:
-        reply = await self.exchange(self._calls.prepare_conf(conf, key))
+        reply = await self.exchange(self._protocol.prepare_conf_frame(conf, key))
         if reply.kind != "prepare_conf":
             raise RuntimeError(f"PrepareConf failed: {reply.error}")
         return reply.conf_token
@@ -443,8 +526,9 @@ class AsyncClient:
         body: bytes | str | None = None,
         id: int | None = None,
     ) -> Reply:
-        frame = self._calls.http_req_call(
-            self._calls.next_id(id), conf_token, method, path, args, headers, src_ip
+        p = self._protocol
+        frame = p.http_req_call_frame(
+            p.next_id(id), conf_token, method, path, args, headers, src_ip
         )
         return await self.exchange(frame, CallData(vars or {}, _as_bytes(body), None))
 
@@ -458,23 +542,43 @@ class AsyncClient:
         vars: Mapping[str, str | bytes | None] | None = None,
         id: int | None = None,
     ) -> Reply:
-        frame = self._calls.http_resp_call(self._calls.next_id(id), conf_token, status, headers)
+        p = self._protocol
+        frame = p.http_resp_call_frame(p.next_id(id), conf_token, status, headers)
         return await self.exchange(frame, CallData(vars or {}, None, _as_bytes(body)))
 
 
 # -- runners to test against ------------------------------------------------------------------
 
 
-def _temp_socket_path() -> str:
-    return os.path.join(tempfile.mkdtemp(prefix="a6runner-"), "runner.sock")
+def _remove_socket(path: str) -> None:
+    """Remove ``path`` if it is a socket (what a killed runner leaves behind); anything else
+    at the path is left alone."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+
+
+@contextlib.contextmanager
+def _socket_path(socket_path: str | None) -> Iterator[str]:
+    """``socket_path``, or one in a new temporary folder removed afterwards."""
+    if socket_path is not None:
+        yield socket_path
+        return
+    folder = tempfile.mkdtemp(prefix="a6runner-")
+    try:
+        yield os.path.join(folder, "runner.sock")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class RunnerHandle:
-    """A runner serving in a background thread of this process."""
+    """A runner serving in a background thread of this process; ``plugins`` are the ones it
+    serves, by name (empty when unknown, as for a runner in another process)."""
 
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: str, plugins: Mapping[str, Plugin] | None = None) -> None:
         self.socket_path = socket_path
         self.listen_address = f"unix:{socket_path}"
+        self.plugins: Mapping[str, Plugin] = plugins or {}
 
     def client(self, timeout: float = 30.0) -> Client:
         return Client(self.socket_path, timeout)
@@ -490,47 +594,56 @@ def run_runner(
     bundled: bool = False,
     conf_expire_time: float = 3600.0,
     socket_path: str | None = None,
+    paths: Sequence[str] = (),
+    entry_points: bool = False,
 ) -> Iterator[RunnerHandle]:
     """Run a runner in a background thread for the duration of the ``with`` block.
 
-    ``plugins``: the plugin classes to serve; ``bundled=True`` adds the bundled plugins.
-    Confs are kept ``conf_expire_time`` x 1.2 seconds, as in production.
+    ``plugins``: the plugin classes to serve; ``bundled=True`` adds the bundled plugins;
+    ``paths`` and ``entry_points=True`` add plugins as ``a6-runner run --plugins`` and the
+    ``a6runner.plugins`` entry points do (a module that fails to load raises
+    ``PluginLoadError``). Confs are kept ``conf_expire_time`` x 1.2 seconds, as in
+    production.
     """
     from ._registry import build_registry
-    from ._runner import Settings, new_event_loop, serve_single
+    from ._runner import serve_single
+    from ._server import new_event_loop
+    from ._settings import Settings
 
-    registry = build_registry(plugins, bundled=bundled, entry_points=False)
-    settings = Settings(socket_path or _temp_socket_path(), conf_expire_time)
-    loop = new_event_loop()
-    ready = threading.Event()
-    failure: list[BaseException] = []
-    stop: asyncio.Event | None = None
+    registry = build_registry(plugins, paths, bundled=bundled, entry_points=entry_points)
+    plugin_map = {n: r.plugin for n, r in registry.items()}
+    with _socket_path(socket_path) as path:
+        settings = Settings(path, conf_expire_time)
+        loop = new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        stop: asyncio.Event | None = None
 
-    async def main() -> None:
-        nonlocal stop
-        stop = asyncio.Event()
-        await serve_single(settings, {n: r.plugin for n, r in registry.items()}, stop, ready.set)
+        async def main() -> None:
+            nonlocal stop
+            stop = asyncio.Event()
+            await serve_single(settings, plugin_map, stop, ready.set)
 
-    def thread_main() -> None:
+        def thread_main() -> None:
+            try:
+                loop.run_until_complete(main())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+            finally:
+                loop.close()
+
+        thread = threading.Thread(target=thread_main, name="a6runner-test", daemon=True)
+        thread.start()
+        ready.wait(10)
+        if failure:
+            raise failure[0]
         try:
-            loop.run_until_complete(main())
-        except BaseException as exc:
-            failure.append(exc)
-            ready.set()
+            yield RunnerHandle(settings.socket_path, plugin_map)
         finally:
-            loop.close()
-
-    thread = threading.Thread(target=thread_main, name="a6runner-test", daemon=True)
-    thread.start()
-    ready.wait(10)
-    if failure:
-        raise failure[0]
-    try:
-        yield RunnerHandle(settings.socket_path)
-    finally:
-        if stop is not None:
-            loop.call_soon_threadsafe(stop.set)
-        thread.join(5)
+            if stop is not None:
+                loop.call_soon_threadsafe(stop.set)
+            thread.join(5)
 
 
 class RunnerProcess(RunnerHandle):
@@ -566,38 +679,59 @@ def _can_connect(path: str) -> bool:
 def spawn_runner(
     args: Sequence[str] = (),
     *,
+    command: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     socket_path: str | None = None,
     conf_expire_time: float | None = None,
     startup_timeout: float = 20.0,
 ) -> Iterator[RunnerProcess]:
     """Start ``a6-runner run ARGS`` with APISIX's environment variables and wait until
-    it accepts connections. Its stderr goes to a file: ``handle.log()``."""
-    path = socket_path or _temp_socket_path()
-    log_path = path + ".log"
-    full_env = dict(os.environ if env is None else env)
-    full_env["APISIX_LISTEN_ADDRESS"] = f"unix:{path}"
-    if conf_expire_time is not None:
-        full_env["APISIX_CONF_EXPIRE_TIME"] = str(conf_expire_time)
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "a6runner", "run", *args],
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    handle = RunnerProcess(path, process, log_path)
-    deadline = time.monotonic() + startup_timeout
-    try:
-        while not (os.path.exists(path) and _can_connect(path)):
-            if process.poll() is not None:
-                raise RuntimeError(f"runner exited with {process.returncode}: {handle.log()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"runner did not listen on {path} in {startup_timeout}s")
-            time.sleep(0.02)
-        yield handle
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
+    it accepts connections. Its stdout and stderr go to a file: ``handle.log()``.
+
+    ``command`` starts another runner instead of ``python -m a6runner run`` (``args`` are
+    appended to it): the Go runner's binary, ``a6-runner run --workers 2``, anything that
+    listens where ``APISIX_LISTEN_ADDRESS`` says. ``env`` replaces this process's
+    environment; ``conf_expire_time`` sets ``APISIX_CONF_EXPIRE_TIME``. On leaving the
+    block the runner is killed if still running, and the log, a socket left behind and
+    the temporary folder (when ``socket_path`` is not given) are removed.
+    """
+    argv = [*([sys.executable, "-m", "a6runner", "run"] if command is None else command), *args]
+    with _socket_path(socket_path) as path:
+        log_path = path + ".log"
+        full_env = dict(os.environ if env is None else env)
+        full_env["APISIX_LISTEN_ADDRESS"] = f"unix:{path}"
+        if conf_expire_time is not None:
+            # whole seconds as APISIX writes them ("3600", which the Go runner parses)
+            seconds = float(conf_expire_time)
+            full_env["APISIX_CONF_EXPIRE_TIME"] = (
+                str(int(seconds)) if seconds.is_integer() else str(conf_expire_time)
+            )
+        try:
+            with open(log_path, "wb") as log_file:
+                process = subprocess.Popen(
+                    argv,
+                    env=full_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+            handle = RunnerProcess(path, process, log_path)
+            deadline = time.monotonic() + startup_timeout
+            try:
+                while not (os.path.exists(path) and _can_connect(path)):
+                    if process.poll() is not None:
+                        raise RuntimeError(
+                            f"runner exited with {process.returncode}: {handle.log()}"
+                        )
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"runner did not listen on {path} in {startup_timeout}s")
+                    time.sleep(0.02)
+                yield handle
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(5)
+        finally:
+            _remove_socket(path)
+            with contextlib.suppress(OSError):
+                os.unlink(log_path)

@@ -1,0 +1,152 @@
+"""Instructions per call on the runner's hot path, counted by callgrind: a figure that does
+not depend on what else the machine is doing, for before/after comparisons of the server,
+chain and kernels.
+
+One connection object is fed whole call frames through ``data_received`` with a
+transport that only keeps what is written (no socket, no event-loop wake-ups), so the
+count covers framing, decode, the chain, the plugins and reply building — not the
+kernel's socket work, which a6measure covers.
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+        .venv/bin/python bench/hotpath.py say 2000      # prints nothing useful itself
+    bench/hotpath.py --compare say 2000                 # runs callgrind twice (N and 0
+                                                        # calls) and prints instr/call
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from typing import Any
+
+SCENARIOS: dict[str, tuple[str, str, Any]] = {
+    # name: (call kind, plugin, conf)
+    "say": ("req", "say", {"body": "hello"}),
+    "rewrite": ("req", "request-body-rewrite", {"new_body": "rewritten"}),
+    "resp-rewrite": ("resp", "response-rewrite", {"headers": {"X-A": "1"}}),
+    "resp-filter-body": (
+        "resp",
+        "response-rewrite",
+        {"filters": [{"regex": "hello", "scope": "global", "replace": "HELLO"}]},
+    ),
+}
+
+HEADERS = [
+    ("host", "api.example.com"),
+    ("user-agent", "Mozilla/5.0"),
+    ("accept", "application/json"),
+    ("content-type", "application/json"),
+    ("x-request-id", "7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+]
+RESP_BODY = b'{"id":123,"msg":"hello world"}\n' * 128
+
+
+class _Transport:
+    """Keeps the frames written; enough of asyncio.Transport for a Connection."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.frames.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _drive(scenario: str, calls: int) -> int:
+    from a6runner._confstore import ConfStore
+    from a6runner._kernels import codec
+    from a6runner._registry import build_registry
+    from a6runner._server import Connection, Server
+    from a6runner._services import LocalServices
+    from a6runner.testing import decode_reply
+
+    kind, plugin, conf = SCENARIOS[scenario]
+    registry = build_registry(bundled=True, entry_points=False)
+    plugins = {n: r.plugin for n, r in registry.items()}
+    server = Server(None, ConfStore(plugins, 3600.0), LocalServices())  # type: ignore[arg-type]
+    server._loop = asyncio.get_running_loop()
+    conn = Connection(server)
+    transport = _Transport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(codec.build_prepare_conf_req([(plugin, json.dumps(conf))], "k"))
+    reply = transport.frames.pop()
+    token = decode_reply(reply[0], reply[4:]).conf_token
+    answer = codec.build_extra_info_resp(RESP_BODY)
+    for i in range(calls):
+        if kind == "req":
+            frame = codec.build_http_req_call_req(
+                i, token, 0, "/api/v1/users/123", [("page", "2")], HEADERS, b"\x7f\0\0\1"
+            )
+        else:
+            frame = codec.build_http_resp_call_req(i, token, 200, HEADERS)
+        conn.data_received(frame)
+        while True:
+            if transport.frames:
+                out = transport.frames.pop()
+                if out[0] == codec.RPC_EXTRA_INFO:
+                    conn.data_received(answer)
+                    continue
+                if out[0] not in (codec.RPC_HTTP_REQ_CALL, codec.RPC_HTTP_RESP_CALL):
+                    raise SystemExit(f"call {i}: error frame {out[:8]!r}")
+                break
+            await asyncio.sleep(0)
+    return calls
+
+
+def _instructions(scenario: str, calls: int) -> int:
+    result = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            __file__,
+            scenario,
+            str(calls),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        check=True,
+    )
+    match = re.search(r"Collected : (\d+)", result.stderr)
+    if match is None:
+        raise SystemExit(result.stderr)
+    return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("calls", type=int)
+    parser.add_argument("--compare", action="store_true", help="instructions per call")
+    args = parser.parse_args()
+    if not args.compare:
+        asyncio.run(_drive(args.scenario, args.calls))
+        return
+    base = _instructions(args.scenario, 0)
+    total = _instructions(args.scenario, args.calls)
+    print(f"{args.scenario}: {(total - base) / args.calls:,.0f} instructions per call")
+
+
+if __name__ == "__main__":
+    main()

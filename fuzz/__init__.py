@@ -1,0 +1,1 @@
+"""Coverage-guided differential fuzzing of the codec twins (see fuzz/README.md)."""

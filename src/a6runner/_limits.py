@@ -1,0 +1,207 @@
+"""Where a limit is kept (``LimitPolicy``) and what a counter answers (``Quota``).
+
+``policy: local`` keeps counters and buckets in the runner (shared by its workers);
+``redis`` and ``redis-cluster`` keep them in Redis, shared by every gateway node. The conf
+fields are APISIX's (``apisix/utils/redis-schema.lua``), with the same defaults, so a
+route written for APISIX's limit-count or limit-req carries over.
+
+Conf errors name the field and what is wrong with it, never the value: a value may be a
+password.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from ._errors import A6Error, ConfError
+
+POLICIES = ("local", "redis", "redis-cluster")
+
+
+class LimitStoreError(A6Error):
+    """The store of a limit (Redis) could not answer: unreachable, timed out, or refused
+    the command. The message names the target, never its credentials."""
+
+
+class Quota(NamedTuple):
+    """What ``services.counter()`` answers: whether this call fits in the window, the
+    limit, what is left of it after this call, and the seconds until the window ends.
+    (A named tuple: made on every call, it must be cheap.)"""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: float
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """One Redis server or one cluster (``nodes`` are then the seed nodes). Equal targets
+    share one connection pool per worker. The password is part of the identity, never of
+    the repr."""
+
+    nodes: tuple[tuple[str, int], ...]
+    cluster: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    database: int = 0
+    timeout: float = 1.0  # seconds, for each connect, send and read
+    ssl: bool = False
+    ssl_verify: bool = False
+    keepalive_timeout: float = 10.0  # seconds an unused pool keeps its connections
+    keepalive_pool: int = 100  # connections per worker (per node of a cluster)
+    cluster_name: str | None = None
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # the key of a worker's pools, looked up on every call: hash the fields once
+        compared = tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.compare)
+        object.__setattr__(self, "_hash", hash(compared))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def describe(self) -> str:
+        """For log lines: the kind and the addresses, no credentials."""
+        addresses = ", ".join(_address(host, port) for host, port in self.nodes)
+        if self.cluster:
+            return f"redis-cluster {self.cluster_name} ({addresses})"
+        return f"redis {addresses} db {self.database}"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitPolicy:
+    """``local`` (``redis`` is None) or a Redis target. ``LimitPolicy.from_conf(conf)``
+    reads APISIX's ``policy`` and ``redis_*`` fields."""
+
+    name: str = "local"
+    redis: RedisTarget | None = None
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, Any]) -> LimitPolicy:
+        """The policy of a plugin conf; ConfError (naming the field) when a field is
+        wrong or a Redis policy is asked for without the ``redis`` package."""
+        name = conf.get("policy", "local")
+        if name not in POLICIES:
+            raise ConfError("policy must be one of local, redis, redis-cluster")
+        if name == "local":
+            return LOCAL
+        try:  # loads redis-py now, while preparing the conf, rather than on the first call
+            importlib.import_module("a6runner._redis")
+        except ImportError:
+            raise ConfError(
+                f"policy {name} needs the redis package: pip install 'a6runner[redis]'"
+            ) from None
+        if name == "redis":
+            target = RedisTarget(
+                nodes=((_string(conf, "redis_host", min_length=2), _port(conf)),),
+                username=_optional_string(conf, "redis_username"),
+                password=_optional_string(conf, "redis_password", min_length=0),
+                database=_integer(conf, "redis_database", 0, minimum=0),
+                timeout=_integer(conf, "redis_timeout", 1000, minimum=1) / 1000,
+                ssl=_boolean(conf, "redis_ssl", False),
+                ssl_verify=_boolean(conf, "redis_ssl_verify", False),
+                keepalive_timeout=_keepalive_timeout(conf),
+                keepalive_pool=_integer(conf, "redis_keepalive_pool", 100, minimum=1),
+            )
+        else:
+            target = RedisTarget(
+                nodes=_cluster_nodes(conf),
+                cluster=True,
+                username=_optional_string(conf, "redis_username"),
+                password=_optional_string(conf, "redis_password", min_length=0),
+                timeout=_integer(conf, "redis_timeout", 1000, minimum=1) / 1000,
+                ssl=_boolean(conf, "redis_cluster_ssl", False),
+                ssl_verify=_boolean(conf, "redis_cluster_ssl_verify", False),
+                keepalive_timeout=_keepalive_timeout(conf),
+                keepalive_pool=_integer(conf, "redis_keepalive_pool", 100, minimum=1),
+                cluster_name=_string(conf, "redis_cluster_name", min_length=1),
+            )
+        return cls(name, target)
+
+
+LOCAL = LimitPolicy()
+
+
+def conf_fingerprint(conf: Mapping[str, Any]) -> str:
+    """A short name for a conf, the same on every gateway node that has it, so a limit
+    named after it is one limit cluster-wide. The ``redis_*`` fields (where the limit is
+    kept, and the password) are left out; any other change gives a new name, and so a
+    fresh limit, as a conf change does in APISIX."""
+    kept = {k: v for k, v in conf.items() if not k.startswith("redis_")}
+    canonical = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _string(conf: Mapping[str, Any], name: str, min_length: int) -> str:
+    if name not in conf:
+        raise ConfError(f"{name} is required")
+    value = conf[name]
+    if not isinstance(value, str) or len(value) < min_length:
+        raise ConfError(f"{name} must be a string of at least {min_length} characters")
+    return value
+
+
+def _optional_string(conf: Mapping[str, Any], name: str, min_length: int = 1) -> str | None:
+    if name not in conf:
+        return None
+    return _string(conf, name, min_length) or None
+
+
+def _integer(
+    conf: Mapping[str, Any], name: str, default: int, minimum: int, maximum: int | None = None
+) -> int:
+    value = conf.get(name, default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise ConfError(f"{name} must be an integer {bounds}")
+    return value
+
+
+def _boolean(conf: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = conf.get(name, default)
+    if not isinstance(value, bool):
+        raise ConfError(f"{name} must be true or false")
+    return value
+
+
+def _port(conf: Mapping[str, Any]) -> int:
+    return _integer(conf, "redis_port", 6379, minimum=1, maximum=65535)
+
+
+def _keepalive_timeout(conf: Mapping[str, Any]) -> float:
+    return _integer(conf, "redis_keepalive_timeout", 10000, minimum=1000) / 1000
+
+
+def _cluster_nodes(conf: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+    nodes = conf.get("redis_cluster_nodes")
+    if not isinstance(nodes, list) or not nodes:
+        raise ConfError("redis_cluster_nodes must be a non-empty list of 'host:port' strings")
+    parsed = []
+    for i, node in enumerate(nodes):
+        where = f"redis_cluster_nodes[{i}]"
+        if not isinstance(node, str) or not 2 <= len(node) <= 100:
+            raise ConfError(f"{where} must be a 'host:port' string of 2 to 100 characters")
+        host, sep, port = node.rpartition(":")
+        if not sep or host.startswith("[") != host.endswith("]"):
+            raise ConfError(f"{where} must be 'host:port' (IPv6 as '[addr]:port')")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfError(f"{where} must be 'host:port' with a port in 1..65535")
+        parsed.append((host, int(port)))
+    return tuple(parsed)
