@@ -15,7 +15,7 @@ builders (codec_builders.pxi).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 from a6native.errors import DecodeError, FrameTooLarge
@@ -198,10 +198,6 @@ _read_u32 = struct.Struct("<I").unpack_from
 _read_i32 = struct.Struct("<i").unpack_from
 _read_vtable_head = struct.Struct("<HH").unpack_from
 _read_slots = [struct.Struct(f"<{count}H").unpack_from for count in range(8)]
-# A TextEntry's vtable (its size, the table size, two field slots) when it sits right
-# before the table, then the table's soffset and the words at 4 and 8 (the usual slots).
-_read_entry = struct.Struct("<HHHHiII").unpack_from
-_read_entry_vtable = struct.Struct("<HHHH").unpack_from
 
 
 def _u32s(count: int) -> struct.Struct:
@@ -277,93 +273,102 @@ def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
     """Validate a [TextEntry] field; (name_start, name_end, value_start, value_end) per
     entry, an absent name as (0, 0) (reads as ""), an absent value as (-1, -1).
 
-    The hot loop of every request, so the usual entry costs three reads: its vtable and
-    table head in one (the vtable sits right before the table in a forward layout; a
-    builder that shares one vtable among the entries has it read once), and the two
-    length words. Any other layout goes through _entry_span, which checks the entry field
-    by field (the same checks, so the same buffers are rejected).
+    The hot loop of every request. Entries laid out the usual way go through
+    _usual_entry_spans; any other vector is checked entry by entry with _entry_span.
     """
     if not field:
         return []
     start, count = _vector(buf, size, field, 4)
     if not count:
         return []
+    if start >= 8 and count <= _LINKS_PER_READ:
+        try:
+            spans = _usual_entry_spans(buf, size, start, count)
+        except struct.error:  # a read past the end: _entry_span below says where
+            spans = None
+        if spans is not None:
+            return spans
+    read_u32 = _read_u32
+    return [
+        _entry_span(buf, size, element + read_u32(buf, element)[0])
+        for element in range(start, start + 4 * count, 4)
+    ]
+
+
+# An entry's vtable read as one uint64 (size 8, table size 4..12, the name and value
+# slots), for the shapes builders write -> where the links sit: 1 name @4 and value @8,
+# 2 name @8 and value @4, 3 name @4 alone, 4 name @8 alone.
+_USUAL_ENTRY_SHAPES: Final = {
+    8 | table_size << 16 | name << 32 | value << 48: slots
+    for table_size in range(4, 13)
+    for name, value, slots in ((4, 8, 1), (8, 4, 2), (4, 0, 3), (8, 0, 4))
+}
+# The 8 bytes before an entry's table (its vtable, when the soffset is 8), then the
+# table's soffset and the words at 4 and 8.
+_read_entry = struct.Struct("<QiII").unpack_from
+_read_u64 = struct.Struct("<Q").unpack_from
+
+
+def _usual_entry_spans(buf: bytes, size: int, start: int, count: int) -> list[_Span] | None:
+    """The spans of a vector whose every entry has a usual shape (see above) and a vtable
+    right before its table (a forward layout) or shared (what a back-to-front builder
+    writes), in three reads per entry; None for anything else, and struct.error for a
+    read past the end, both left to _entry_span. ``start`` >= 8.
+
+    Given those shapes, each check _entry_span makes holds once these reads succeed, but
+    the string ends, which are compared here."""
     spans: list[_Span] = []
     append = spans.append
     read_u32 = _read_u32
     read_entry = _read_entry
+    usual = _USUAL_ENTRY_SHAPES.get
     element = start - 4
-    # The links in one read; a long vector (a hostile count may reach size / 4) one by one,
-    # never as one tuple.
-    links: Iterable[int] = (
-        _u32s(count).unpack_from(buf, start)
-        if count <= _LINKS_PER_READ
-        else (read_u32(buf, at)[0] for at in range(start, start + 4 * count, 4))
-    )
-    shared_vtable = -1  # the last vtable read away from its table, and its four fields
-    shared_fields = (0, 0, 0, 0)
-    for link in links:
+    shared_vtable = -1
+    shared_slots = None
+    for link in _u32s(count).unpack_from(buf, start):
         element += 4
         entry = element + link
-        if entry < 8 or entry + 12 > size:
-            append(_entry_span(buf, size, entry))
-            continue
-        # The 8 bytes before the table are its vtable when the soffset is 8.
-        vtable_size, table_size, name_offset, value_offset, soffset, word_4, word_8 = read_entry(
-            buf, entry - 8
-        )
-        if soffset != 8:
+        shape, soffset, word_4, word_8 = read_entry(buf, entry - 8)
+        if soffset == 8:
+            slots = usual(shape)
+        else:
             vtable = entry - soffset
-            if vtable == shared_vtable:
-                vtable_size, table_size, name_offset, value_offset = shared_fields
-            elif 0 <= vtable <= size - 8:
+            if vtable != shared_vtable:
+                if vtable < 0:
+                    return None
                 shared_vtable = vtable
-                shared_fields = vtable_size, table_size, name_offset, value_offset = (
-                    _read_entry_vtable(buf, vtable)
-                )
-            else:
-                append(_entry_span(buf, size, entry))
-                continue
+                shared_slots = usual(_read_u64(buf, vtable)[0])
+            slots = shared_slots
+        if slots == 1:
+            name_at = entry + 4 + word_4
+            value_at = entry + 8 + word_8
+        elif slots == 2:
+            name_at = entry + 8 + word_8
+            value_at = entry + 4 + word_4
+        elif slots == 3:
+            name_at = entry + 4 + word_4
+            value_at = -1
+        elif slots == 4:
+            name_at = entry + 8 + word_8
+            value_at = -1
         else:
-            vtable = entry - 8
-        if (
-            vtable_size < 8
-            or vtable_size & 1
-            or vtable + vtable_size > size
-            or table_size < 4
-            or entry + table_size > size
-            or (name_offset and name_offset != 4 and name_offset != 8)
-            or (value_offset and value_offset != 4 and value_offset != 8)
-        ):
-            append(_entry_span(buf, size, entry))
-            continue
-        if name_offset:
-            target = entry + 4 + word_4 if name_offset == 4 else entry + 8 + word_8
-            if target + 4 > size:
-                raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
-            name_start = target + 4
-            name_end = name_start + read_u32(buf, target)[0]
+            return None
+        name_end = name_at + 4 + read_u32(buf, name_at)[0]
+        if value_at < 0:
             if name_end > size:
-                raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
+                return None
+            append((name_at + 4, name_end, -1, -1))
         else:
-            name_start = name_end = 0
-        if value_offset:
-            target = entry + 4 + word_4 if value_offset == 4 else entry + 8 + word_8
-            if target + 4 > size:
-                raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
-            value_start = target + 4
-            value_end = value_start + read_u32(buf, target)[0]
-            if value_end > size:
-                raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
-            append((name_start, name_end, value_start, value_end))
-        else:
-            append((name_start, name_end, -1, -1))
+            value_end = value_at + 4 + read_u32(buf, value_at)[0]
+            if name_end > size or value_end > size:
+                return None
+            append((name_at + 4, name_end, value_at + 4, value_end))
     return spans
 
 
 def _entry_span(buf: bytes, size: int, entry: int) -> _Span:
-    """One TextEntry checked field by field: _table_fields and _vector for its table, in
-    the same order (the layouts _text_entry_spans does not read in one go)."""
+    """One TextEntry checked field by field, as _table_fields and _vector check a table
+    and a string (the reference for _usual_entry_spans)."""
     if entry + 4 > size:
         raise DecodeError(f"table at {entry} runs past the end ({size} bytes)")
     vtable = entry - _read_i32(buf, entry)[0]
