@@ -37,6 +37,7 @@ from ._errors import (
     UnexpectedFrame,
 )
 from ._kernels import codec
+from ._paths import socket_path_error
 from ._plugin import Plugin, RunnerServices
 from ._services import PolicyServices
 from ._settings import DEFAULT_LIMITS, Limits
@@ -509,9 +510,19 @@ class Listener:
         _prepare_socket_path(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(path)
+            try:
+                sock.bind(path)
+            except OSError as exc:
+                raise socket_path_error(exc, path) from None
             if group is not None:
-                os.chown(path, -1, group)
+                try:
+                    os.chown(path, -1, group)
+                except PermissionError:
+                    os.unlink(path)
+                    raise ConfigError(
+                        f"cannot give the socket {path} to group {group}: only root, or a "
+                        "member of that group, may (see --socket-group)"
+                    ) from None
             os.chmod(path, mode)
             sock.listen(LISTEN_BACKLOG)
             sock.setblocking(False)
@@ -656,10 +667,12 @@ async def serve(
     accept_pause: float = 0.0,
     limits: Limits = DEFAULT_LIMITS,
     plugins: Mapping[str, Plugin] | None = None,
+    shutdown_grace: Callable[[], float] | None = None,
 ) -> None:
     """Serve APISIX connections on the listening ``sock`` until ``stop`` is set, then stop
-    accepting and let the calls in flight finish. ``plugins`` are watched for filters that
-    block the event loop (``limits.stall_warning``)."""
+    accepting and let the calls in flight finish: for ``shutdown_grace()`` seconds, asked
+    then (default SHUTDOWN_GRACE: APISIX kills the runner a second after SIGTERM).
+    ``plugins`` are watched for filters that block the event loop (``limits.stall_warning``)."""
     server = Server(sock, confs, services, accept_pause, limits)
     watchdog = None
     if limits.stall_warning > 0 and plugins:
@@ -671,7 +684,7 @@ async def serve(
     try:
         await stop.wait()
         log.info("%s shutting down: no new connections, finishing calls in flight", label)
-        await server.stop(SHUTDOWN_GRACE)
+        await server.stop(SHUTDOWN_GRACE if shutdown_grace is None else shutdown_grace())
         if isinstance(services, PolicyServices):
             await services.aclose()  # the Redis connections of the limits, if any
     finally:
