@@ -6,8 +6,10 @@ appearing, a log line); nothing depends on timing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -258,3 +260,119 @@ def test_reload_flag_without_watchfiles_says_what_to_install(tmp_path: Path) -> 
         timeout=30,
     )
     assert result.returncode == 1 and "name at least one" in result.stderr
+
+
+# -- the pieces, in this process -----------------------------------------------------------
+
+
+@pytest.fixture
+def on_path(tmp_path: Path):  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(tmp_path))
+    before = set(sys.modules)
+    yield tmp_path
+    sys.path.remove(str(tmp_path))
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def test_the_loader_imports_module_plugins_afresh_and_restores_them_on_failure(
+    on_path: Path,
+) -> None:
+    from a6runner._registry import PluginLoadError
+    from a6runner._reload import PluginLoader
+
+    (on_path / "loader_pkg").mkdir()
+    (on_path / "loader_pkg" / "__init__.py").write_text("")
+    source = on_path / "loader_pkg" / "version.py"
+    write_plugin(source, "v1")
+    (on_path / "single_file_plugin.py").write_text(
+        PLUGIN.format(version="x").replace("version", "single")
+    )
+    loader = PluginLoader(
+        paths=["loader_pkg.version", "single_file_plugin"], bundled=False, entry_points=False
+    )
+    first = loader.load()
+    old_module = sys.modules["loader_pkg.version"]
+    assert loader.watched_paths() == sorted(
+        [str(on_path / "loader_pkg"), str(on_path / "single_file_plugin.py")]
+    )
+    write_plugin(source, "v2-edited")
+    second = loader.reload()
+    assert sys.modules["loader_pkg.version"] is not old_module  # a new module object
+    assert type(second["version"].plugin) is not type(first["version"].plugin)
+    assert old_module.VERSION == "v1"  # code still running keeps its own globals
+    source.write_text("raise RuntimeError('half-written')\n")
+    with pytest.raises(PluginLoadError, match=r"loader_pkg\.version.*half-written"):
+        loader.reload()
+    assert sys.modules["loader_pkg.version"].VERSION == "v2-edited"  # as before the failure
+    write_plugin(source, "v3")
+    assert type(loader.reload()["version"].plugin).__module__ == "loader_pkg.version"
+    assert sys.modules["loader_pkg.version"].VERSION == "v3"
+
+
+def test_the_watcher_calls_back_on_a_change_and_reports_a_failure(tmp_path: Path) -> None:
+    pytest.importorskip("watchfiles")
+    import logging
+
+    from a6runner._reload import watch_plugin_files
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("a6runner")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    try:
+        source = tmp_path / "watched.py"
+        source.write_text("VERSION = 1\n")
+        changed = threading.Event()
+        stop = watch_plugin_files([str(source)], on_change=changed.set)
+        try:
+            wait_until(lambda: any("watching" in r.getMessage() for r in records), "the watch")
+            (tmp_path / "other.py").write_text("not watched\n")
+            source.write_text("VERSION = 2\n")
+            assert changed.wait(WAIT)
+        finally:
+            stop.set()
+        stop = watch_plugin_files([str(tmp_path / "gone" / "x.py")], on_change=changed.set)
+        wait_until(
+            lambda: any("watching the plugin files failed" in r.getMessage() for r in records),
+            "the failure",
+        )
+        stop.set()
+    finally:
+        logger.removeHandler(handler)
+        logger.level = level
+
+
+def test_a_replaced_worker_that_dies_is_not_started_again(tmp_path: Path) -> None:
+    """The supervisor's reaper: an old worker dying while its replacement is already
+    there is not respawned (that would leave an extra worker), a retiring one neither."""
+    from a6runner._reload import PluginLoader
+    from a6runner._settings import Settings
+    from a6runner._workers import Supervisor, _Channel
+
+    loader = PluginLoader(bundled=False, entry_points=False)
+    supervisor = Supervisor(Settings(str(tmp_path / "x.sock")), {}, loader)
+    supervisor.generation = 1
+    replacement = _Channel(0, socket.socket(), -1, generation=1)  # alive, as far as it knows
+    supervisor.channels[-1] = replacement
+    dead = []
+    for retiring in (False, True):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(3)
+        channel = _Channel(0, socket.socket(), pid, generation=0)
+        channel.retiring = retiring
+        supervisor.channels[pid] = channel
+        dead.append(pid)
+    try:
+        for pid in dead:
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped yet
+        supervisor._reap()  # it would fail (no listener) if it started a worker
+        assert list(supervisor.channels.values()) == [replacement]
+    finally:
+        for pid in dead:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        replacement.sock.close()

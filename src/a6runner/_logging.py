@@ -21,7 +21,7 @@ import time
 import traceback
 from typing import Any
 
-from ._errors import ConfigError, PluginError
+from ._errors import CallTimeout, ConfigError, PluginError
 from ._paths import path_error
 
 LOGGER = "a6runner"
@@ -112,10 +112,15 @@ class JsonFormatter(logging.Formatter):
             if value is not None:
                 line[name] = value
         exc = record.exc_info[1] if record.exc_info else None
+        args = record.args if isinstance(record.args, tuple) else ()
+        for arg in (exc, *args):  # the chain logs its PluginError / CallTimeout as an arg
+            if isinstance(arg, (PluginError, CallTimeout)) and arg.plugin:
+                line.setdefault("plugin", arg.plugin)
+                if isinstance(arg, PluginError):
+                    line.setdefault("phase", arg.phase)
+                break
         if exc is not None:
-            if isinstance(exc, PluginError):  # the chain's error: name the plugin, the phase
-                line.setdefault("plugin", exc.plugin)
-                line.setdefault("phase", exc.phase)
+            if isinstance(exc, PluginError):
                 exc = exc.__cause__ or exc
             line["exception"] = f"{type(exc).__name__}: {exc}"
             line["traceback"] = "".join(traceback.format_exception(exc)).rstrip("\n")

@@ -111,11 +111,11 @@ def hold_signals() -> None:
 def run_with_settings(
     settings: Settings,
     plugins: Mapping[str, Plugin],
-    loader: PluginLoader | None = None,
+    loader: PluginLoader,
     watch: Sequence[str] = (),
 ) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit status (0 after a clean shutdown). With a
-    ``loader``, SIGHUP reloads the plugins; ``watch``: paths whose changes reload them."""
+    """Run until SIGTERM/SIGINT; returns the exit status (0 after a clean shutdown).
+    SIGHUP reloads the plugins from ``loader``; so does a change to a ``watch`` path."""
     if settings.workers > 1:
         from ._workers import run_supervisor
 
@@ -132,10 +132,7 @@ def run_with_settings(
         stop.set()
 
     def on_hangup() -> None:
-        if loader is None:
-            log.info("received SIGHUP: nothing to reload (no plugin loader)")
-        else:
-            reload_in_place(loader, confs, live)
+        reload_in_place(loader, confs, live)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)

@@ -249,7 +249,7 @@ class Supervisor:
         self,
         settings: Settings,
         plugins: Mapping[str, Plugin],
-        loader: PluginLoader | None = None,
+        loader: PluginLoader,
         watch: Sequence[str] = (),
     ) -> None:
         self.settings = settings
@@ -391,9 +391,6 @@ class Supervisor:
         """SIGHUP: import the plugins again here; on success, every worker is replaced (see
         _replace_next). Tokens stay: the supervisor keeps their raw confs, and a new worker
         parses each with the new plugins when it first meets it."""
-        if self.loader is None:
-            log.info("received SIGHUP: nothing to reload (no plugin loader)")
-            return
         log.info("reloading the plugins")
         try:
             registry = self.loader.reload()
@@ -538,7 +535,7 @@ class Supervisor:
 def run_supervisor(
     settings: Settings,
     plugins: Mapping[str, Plugin],
-    loader: PluginLoader | None = None,
+    loader: PluginLoader,
     watch: Sequence[str] = (),
 ) -> int:
     return Supervisor(settings, plugins, loader, watch).run()
