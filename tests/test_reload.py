@@ -321,7 +321,9 @@ def test_the_watcher_calls_back_on_a_change_and_reports_a_failure(tmp_path: Path
     handler.emit = records.append  # type: ignore[method-assign]
     logger = logging.getLogger("a6runner")
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
+    level, disabled = logger.level, logger.disabled
+    logger.setLevel(logging.INFO)  # (setLevel: it clears the logger's cache of levels)
+    logger.disabled = False
     try:
         source = tmp_path / "watched.py"
         source.write_text("VERSION = 1\n")
@@ -342,7 +344,8 @@ def test_the_watcher_calls_back_on_a_change_and_reports_a_failure(tmp_path: Path
         stop.set()
     finally:
         logger.removeHandler(handler)
-        logger.level = level
+        logger.setLevel(level)
+        logger.disabled = disabled
 
 
 def test_a_replaced_worker_that_dies_is_not_started_again(tmp_path: Path) -> None:
