@@ -379,3 +379,53 @@ def test_a_replaced_worker_that_dies_is_not_started_again(tmp_path: Path) -> Non
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         replacement.sock.close()
+
+
+def test_a_retiring_server_closes_each_connection_once_idle(tmp_path: Path) -> None:
+    """Server.retire (a worker replaced after a reload): an idle connection is closed at
+    once (APISIX's next call goes to another worker), one with a call in flight only
+    after that call's answer, and no connection is closed with a frame unread."""
+    import asyncio
+
+    from a6runner import Plugin
+    from a6runner._confstore import ConfStore
+    from a6runner._server import Listener, Server
+    from a6runner._services import LocalServices
+    from a6runner.testing import AsyncClient
+
+    async def main() -> None:
+        started, release = asyncio.Event(), asyncio.Event()
+
+        class Gated(Plugin):
+            name = "gated"
+
+            async def request_filter(self, conf: object, req: object) -> None:
+                started.set()
+                await release.wait()
+                req.respond(200, "done")  # type: ignore[attr-defined]
+
+        plugins = {"gated": Gated()}
+        listener = Listener(str(tmp_path / "r.sock"), 0o700)
+        server = Server(listener.sock, ConfStore(plugins, 3600), LocalServices())
+        await server.start()
+        try:
+            idle = await AsyncClient.connect(listener.path)
+            busy = await AsyncClient.connect(listener.path)
+            token = await idle.prepare_conf([("gated", {})])
+            assert await busy.prepare_conf([("gated", {})], key="k") != 0
+            call = asyncio.ensure_future(busy.http_req_call(token))
+            await started.wait()
+            retiring = asyncio.ensure_future(server.retire(30))
+            assert await idle._reader.read() == b""  # closed while idle
+            assert not call.done() and not retiring.done()
+            release.set()
+            assert (await call).body == b"done"  # the call in flight got its answer
+            assert await busy._reader.read() == b""  # then its connection was closed
+            await retiring
+            assert not server.connections
+            await idle.close()
+            await busy.close()
+        finally:
+            listener.close()
+
+    asyncio.run(main())

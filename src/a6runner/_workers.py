@@ -180,10 +180,8 @@ def _worker_main(
         retiring = True
         stop.set()
 
-    def shutdown_grace() -> float:
-        return (
-            (settings.limits.call_timeout or DEFAULT_CALL_TIMEOUT) if retiring else SHUTDOWN_GRACE
-        )
+    def retire_grace() -> float:  # a retiring worker's calls may run to the call timeout
+        return (settings.limits.call_timeout or DEFAULT_CALL_TIMEOUT) if retiring else 0.0
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGUSR2, retire)
@@ -217,7 +215,7 @@ def _worker_main(
             accept_pause=ACCEPT_PAUSE,
             limits=settings.limits,
             plugins=plugins,
-            shutdown_grace=shutdown_grace,
+            retire_grace=retire_grace,
         )
 
     try:
