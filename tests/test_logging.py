@@ -230,7 +230,7 @@ def test_log_file_text_goes_to_the_file_only(tmp_path: Path) -> None:
         path.rename(tmp_path / "runner.log.1")
         runner.process.send_signal(signal.SIGUSR1)
         wait_until(lambda: "reopened" in text(path), "the reopened file")
-        assert runner.stop() == 0
+        assert runner.stop(WAIT) == 0
         assert runner.log() == ""  # stdout and stderr: nothing
     assert "stopped after" in text(path) and "stopped after" not in text(tmp_path / "runner.log.1")
 
@@ -250,7 +250,7 @@ def test_workers_share_the_json_log_file_line_by_line(tmp_path: Path) -> None:
         path.rename(tmp_path / "runner.log.1")
         runner.process.send_signal(signal.SIGUSR1)
         wait_until(lambda: text(path).count("reopened") == 3, "3 processes reopening the file")
-        assert runner.stop() == 0
+        assert runner.stop(WAIT) == 0
     lines = json_lines(tmp_path / "runner.log.1")  # each line parses: none was interleaved
     errors = [line for line in lines if line["level"] == "error"]
     assert len(errors) == 200
@@ -273,7 +273,7 @@ def test_json_lines_on_stderr_with_a_plugin_named_in_every_error(tmp_path: Path)
             assert apisix.http_resp_call(token).error == "SERVICE_UNAVAILABLE"  # async filter
             token = apisix.prepare_conf([("sleepy", {"seconds": 60})])
             assert apisix.http_req_call(token).error == "SERVICE_UNAVAILABLE"  # timed out
-        assert runner.stop() == 0
+        assert runner.stop(WAIT) == 0
         lines = [json.loads(line) for line in runner.log().splitlines()]
     errors = [line for line in lines if line["level"] == "error"]
     assert len(errors) == 2

@@ -113,7 +113,7 @@ def test_reload_keeps_calls_in_flight_and_tokens(tmp_path: Path, spec: str) -> N
             runner.process.send_signal(signal.SIGHUP)
             wait_for_log(runner, "reloaded: 1 plugins (version)", count=2)
             assert answer(apisix, token).startswith("v3 parsed-by-v3")
-        assert runner.stop() == 0
+        assert runner.stop(WAIT) == 0
         assert not os.path.exists(runner.socket_path)
         assert "Traceback" not in runner.log()
 
@@ -130,7 +130,7 @@ def test_sighup_never_kills_the_runner(tmp_path: Path) -> None:
             token = apisix.prepare_conf([("stopper", {"body": "still here"})])
             assert apisix.http_req_call(token).body == b"still here"
         assert runner.process.poll() is None
-        assert runner.stop() == 0
+        assert runner.stop(WAIT) == 0
     assert not os.path.exists(runner.socket_path)
 
 
@@ -192,7 +192,7 @@ def test_workers_are_replaced_one_by_one_while_a_client_is_served(tmp_path: Path
         assert all(b.startswith(("v1 parsed-by-v1", "v2-edited")) for b in client.bodies)
         with runner.client() as apisix:  # the same key still names the same token
             assert apisix.prepare_conf([("version", {})], key="route-1") == token
-        assert runner.stop() == 0
+        assert runner.stop(WAIT) == 0
 
 
 def test_a_broken_reload_with_workers_keeps_them(tmp_path: Path) -> None:
@@ -208,7 +208,7 @@ def test_a_broken_reload_with_workers_keeps_them(tmp_path: Path) -> None:
             token = apisix.prepare_conf([("version", {})])
             assert answer(apisix, token).startswith("v1 parsed-by-v1")
         assert "replaced by pid" not in runner.log()
-        assert runner.stop() == 0
+        assert runner.stop(WAIT) == 0
 
 
 def test_reload_flag_follows_file_changes(tmp_path: Path) -> None:
@@ -226,7 +226,7 @@ def test_reload_flag_follows_file_changes(tmp_path: Path) -> None:
             wait_for_log(runner, "plugin files changed (version_plugin.py): reloading")
             wait_for_log(runner, "reloaded: 1 plugins (version)")
             assert answer(apisix, token).startswith("v2-edited parsed-by-v2-edited")
-        assert runner.stop() == 0
+        assert runner.stop(WAIT) == 0
 
 
 def test_reload_flag_without_watchfiles_says_what_to_install(tmp_path: Path) -> None:

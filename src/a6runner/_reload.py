@@ -94,15 +94,13 @@ class PluginLoader:
         importlib.invalidate_caches()  # files created since the last import are found
         roots = self._roots()
         before = set(sys.modules)
-        previous = self._modules
         try:
-            return self.load()
+            return self.load()  # (which records the modules it imported only on success)
         except BaseException:
             for name in set(sys.modules) - before:
                 if any(name == root or name.startswith(root + ".") for root in roots):
                     del sys.modules[name]
             sys.modules.update(saved)
-            self._modules = previous
             raise
 
     def watched_paths(self) -> list[str]:
