@@ -136,6 +136,17 @@ class BadConf(Plugin):
         raise AssertionError("never called: its conf is always rejected")
 
 
+class Sleepy(Plugin):
+    """Sleeps conf["seconds"], then answers conf["body"] (with ``--call-timeout`` below
+    the sleep: a call that always times out)."""
+
+    name = "sleepy"
+
+    async def request_filter(self, conf: Any, req: Request) -> None:
+        await asyncio.sleep(conf["seconds"])
+        req.respond(200, conf.get("body", "slept"))
+
+
 class Hold(Plugin):
     """Holds the call until the test releases it (see ``Holding``): first writes the pid of
     the serving process to conf["entered"], then waits for the file conf["release"].

@@ -107,7 +107,7 @@ def test_plugin_load_errors_name_the_file_and_the_cause(
 def test_an_unknown_module_is_a_load_error(capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = plugins_output(capsys, "--plugins", "no_such_module_anywhere")
     assert status == 2
-    assert "cannot import plugin module 'no_such_module_anywhere': ModuleNotFoundError" in err
+    assert "cannot import plugin module 'no_such_module_anywhere': no module" in err
 
 
 def install_entry_point(

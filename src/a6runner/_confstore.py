@@ -116,9 +116,11 @@ def parse_entries(plugins: Mapping[str, Plugin], conf: RawConf) -> tuple[Entry, 
 
 @dataclass(slots=True)
 class PreparedConf:
-    """A route's parsed plugin chain, ready to call."""
+    """A route's parsed plugin chain, ready to call, and the conf it was parsed from (a
+    reload parses it again with the new plugins)."""
 
     entries: tuple[Entry, ...]
+    raw: RawConf = ()
     # Per phase, indexed by _chain.Phase.index (request, response): the filters, and
     # where the chain prefetches what they declared.
     filters: tuple[Filters, Filters] = field(init=False)
@@ -134,7 +136,7 @@ class PreparedConf:
 
     @classmethod
     def parse(cls, plugins: Mapping[str, Plugin], conf: RawConf) -> PreparedConf:
-        return cls(parse_entries(plugins, conf))
+        return cls(parse_entries(plugins, conf), tuple(conf))
 
 
 class TokenAllocator:
@@ -216,6 +218,14 @@ class TokenStore(Generic[T]):
             return None
         return entry
 
+    def replace_values(self, make: Callable[[T], T]) -> int:
+        """Each live token's value becomes ``make(value)``; tokens, keys and expiries stay.
+        Returns how many tokens there are."""
+        self.sweep()
+        for token, (value, expires_at) in list(self._by_token.items()):
+            self._by_token[token] = (make(value), expires_at)
+        return len(self._by_token)
+
     def sweep(self, now: float | None = None) -> int:
         """Forget every expired token and key; returns how many tokens went."""
         if now is None:
@@ -249,3 +259,10 @@ class ConfStore:
 
     def lookup(self, token: int) -> PreparedConf | None:
         return self.tokens.get(token)
+
+    def reload(self, plugins: Mapping[str, Plugin]) -> int:
+        """Serve ``plugins`` from now on: every live token's conf is parsed again by them
+        (the same tokens, keys and expiries; calls in flight keep the chain they started
+        with). Returns how many tokens were parsed again."""
+        self.plugins = plugins
+        return self.tokens.replace_values(lambda old: PreparedConf.parse(plugins, old.raw))
