@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 from support_plugins import Holding
+from worker_connections import connection_on_each_worker
 
 from a6runner._confstore import ConfStore
 from a6runner._kernels import codec
+from a6runner._reload import PluginLoader
 from a6runner._runner import Settings
 from a6runner._server import Listener, Server
 from a6runner._services import LocalServices
@@ -43,64 +45,64 @@ def process_state(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[0]
 
 
-def served_by(runner: RunnerProcess, token: int, key: str) -> int:
-    """Open a fresh connection, check same-key idempotence and the token; return the pid
+def served_by(apisix: Client, token: int, key: str) -> int:
+    """Check same-key idempotence and the token on ``apisix``'s connection; return the pid
     of the worker that served it."""
-    with runner.client() as apisix:
-        assert apisix.prepare_conf([("which-process", {})], key=key) == token
-        reply = apisix.http_req_call(token)
-        assert reply.action == "stop", reply.error
-        return int(reply.body or b"0")
+    assert apisix.prepare_conf([("which-process", {})], key=key) == token
+    reply = apisix.http_req_call(token)
+    assert reply.action == "stop", reply.error
+    return int(reply.body or b"0")
 
 
-def until_every_worker_served(runner: RunnerProcess, token: int, key: str) -> set[int]:
-    """Connections land on whichever worker accepts first: open them until all did."""
-    expected = worker_pids(runner)
-    seen: set[int] = set()
-    for _ in range(500):
-        seen.add(served_by(runner, token, key))
-        if seen >= expected:
-            break
-    return seen
+def every_worker_served(runner: RunnerProcess, token: int, key: str, folder: Path) -> set[int]:
+    """The pids of the workers that served ``token`` (and its key), one connection each."""
+    connections = connection_on_each_worker(runner, folder)
+    try:
+        return {served_by(apisix, token, key) for apisix in connections.values()}
+    finally:
+        for apisix in connections.values():
+            apisix.close()
 
 
 @pytest.fixture
 def runner() -> Iterator[RunnerProcess]:
     with spawn_runner(["--workers", "2", "--plugins", SUPPORT]) as handle:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while len(worker_pids(handle)) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert len(worker_pids(handle)) == 2, handle.log()
         yield handle
 
 
-def test_tokens_and_keys_hold_across_workers(runner: RunnerProcess) -> None:
+def test_tokens_and_keys_hold_across_workers(runner: RunnerProcess, tmp_path: Path) -> None:
     workers = worker_pids(runner)
     assert len(workers) == 2
     with runner.client() as first:
         token = first.prepare_conf([("which-process", {})], key="route-1")
-    assert until_every_worker_served(runner, token, "route-1") == workers
+    assert every_worker_served(runner, token, "route-1", tmp_path / "keyed") == workers
     # a token prepared without key on one worker is known to the other too
     with runner.client() as first:
         anonymous = first.prepare_conf([("which-process", {})])
+    connections = connection_on_each_worker(runner, tmp_path / "anonymous")
     seen = set()
-    for _ in range(500):
-        with runner.client() as apisix:
-            reply = apisix.http_req_call(anonymous)
-            assert reply.action == "stop", reply.error
-            seen.add(int(reply.body or b"0"))
-        if seen >= workers:
-            break
+    for pid, apisix in connections.items():
+        reply = apisix.http_req_call(anonymous)
+        apisix.close()
+        assert reply.action == "stop", reply.error
+        assert int(reply.body or b"0") == pid
+        seen.add(pid)
     assert seen == workers
 
 
-def test_a_killed_worker_is_replaced_and_tokens_survive(runner: RunnerProcess) -> None:
+def test_a_killed_worker_is_replaced_and_tokens_survive(
+    runner: RunnerProcess, tmp_path: Path
+) -> None:
     with runner.client() as first:
         token = first.prepare_conf([("which-process", {})], key="route-k")
     before = worker_pids(runner)
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a bound for a broken supervisor, not a timing
     while time.monotonic() < deadline:
         now = worker_pids(runner)
         if len(now) == 2 and victim not in now:
@@ -108,7 +110,7 @@ def test_a_killed_worker_is_replaced_and_tokens_survive(runner: RunnerProcess) -
         time.sleep(0.05)
     after = worker_pids(runner)
     assert victim not in after and len(after) == 2
-    assert until_every_worker_served(runner, token, "route-k") == after
+    assert every_worker_served(runner, token, "route-k", tmp_path) == after
     assert "died with signal SIGKILL: starting a new one" in runner.log()
 
 
@@ -283,7 +285,8 @@ def test_workers_stop_when_the_supervisor_is_gone(runner: RunnerProcess) -> None
 
 
 def test_the_supervisor_answers_its_requests_and_refuses_unknown_ones(tmp_path: Path) -> None:
-    supervisor = Supervisor(Settings(str(tmp_path / "r.sock"), conf_expire_time=10), {})
+    loader = PluginLoader(bundled=False, entry_points=False)
+    supervisor = Supervisor(Settings(str(tmp_path / "r.sock"), conf_expire_time=10), {}, loader)
     conf = [("say", b"{}")]
     token, expires_at = supervisor.answer(("prepare", "key", conf))
     assert supervisor.answer(("prepare", "key", conf)) == (token, expires_at)
