@@ -53,6 +53,17 @@ def alive(pid: int) -> bool:
     return state(pid) not in (None, "Z", "X")
 
 
+def accepts(path: Path) -> bool:
+    """Something listens on the unix socket ``path`` (the file appears at bind, before
+    listen: its existence alone races the runner's startup)."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def status_kib(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -419,7 +430,7 @@ def test_the_runner_exits_when_apisix_dies(workers: int, tmp_path: Path) -> None
     try:
         assert apisix.stdout is not None
         runner_pid = int(apisix.stdout.readline())
-        wait_for(lambda: path.exists(), "the runner listens")
+        wait_for(lambda: accepts(path), "the runner listens")
         processes = {runner_pid}
         if workers > 1:
             wait_for(lambda: len(children(runner_pid)) == workers, "workers start")
@@ -457,7 +468,7 @@ def test_no_parent_watch_keeps_the_runner_when_its_parent_dies(tmp_path: Path) -
     assert parent.stdout is not None
     runner_pid = int(parent.stdout.readline())
     try:
-        wait_for(lambda: path.exists(), "the runner listens")
+        wait_for(lambda: accepts(path), "the runner listens")
         parent.kill()
         parent.wait()
         with Client(str(path)) as client:  # served after its parent is gone
