@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LISTEN ?= unix:/tmp/runner.sock
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-native test-pure test-dist test-stress mutate lint bench clean redis-server fuzz
+.PHONY: install run test $(TEST_PARTS) test-native test-pure test-dist test-stress mutate lint bench clean redis-server fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,22 +35,39 @@ redis-server:
 
 # The suite twice (compiled kernels, then A6_NO_EXTENSIONS=1) under coverage, the release
 # as a user gets it (check-dist), and every microbenchmark once as a plain test
-# (--benchmark-disable: no timing, just that each still runs). Coverage of both runs is
-# combined (spawned runners and forked workers included, see [tool.coverage.run]) and
-# checked against the floors in pyproject.toml.
+# (--benchmark-disable: no timing, just that each still runs). The four run at once (most
+# of a suite's time is spent waiting on the runners it starts); make prints each one's
+# output whole when it ends (-O). Coverage of both suites is combined (spawned runners and
+# forked workers included, see [tool.coverage.run]) and checked against the floors in
+# pyproject.toml.
 COVERAGE_DIR := $(CURDIR)/build/coverage
 COVERAGE := COVERAGE_FILE=$(COVERAGE_DIR)/data $(BIN)/python -m coverage
+TEST_PARTS := test-part-native test-part-pure test-part-dist test-part-bench
 
 test: install redis-server
 	rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
-	$(COVERAGE) run -m pytest $(PYTEST_ARGS)
-	A6_NO_EXTENSIONS=1 $(COVERAGE) run -m pytest $(PYTEST_ARGS)
-	$(BIN)/python scripts/check-dist
-	$(BIN)/python -m pytest bench --benchmark-disable -q -p no:cacheprovider
+	$(MAKE) --no-print-directory -j $(words $(TEST_PARTS)) -O $(TEST_PARTS)
 	$(COVERAGE) combine -q
 	$(COVERAGE) report
 	$(COVERAGE) json -q -o $(COVERAGE_DIR)/coverage.json
 	$(BIN)/python scripts/coverage-floors $(COVERAGE_DIR)/coverage.json
+
+# The parts of `make test` (run them through it: it prepares the coverage folder).
+test-part-native:
+	@echo "== make test: the suite, compiled kernels"
+	$(COVERAGE) run -m pytest $(PYTEST_ARGS)
+
+test-part-pure:
+	@echo "== make test: the suite, pure Python (A6_NO_EXTENSIONS=1)"
+	A6_NO_EXTENSIONS=1 $(COVERAGE) run -m pytest $(PYTEST_ARGS)
+
+test-part-dist:
+	@echo "== make test: the release (sdist, native and pure wheels, each installed and called)"
+	$(BIN)/python scripts/check-dist
+
+test-part-bench:
+	@echo "== make test: every microbenchmark once"
+	$(BIN)/python -m pytest bench --benchmark-disable -q -p no:cacheprovider
 
 test-native: install redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
