@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LISTEN ?= unix:/tmp/runner.sock
 PYTEST_ARGS ?=
 
-.PHONY: install run test $(TEST_PARTS) test-native test-pure test-dist test-stress mutate lint bench clean redis-server fuzz
+.PHONY: install run test test-native test-pure test-dist test-stress mutate lint bench clean redis-server fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,7 @@ redis-server:
 COVERAGE_DIR := $(CURDIR)/build/coverage
 COVERAGE := COVERAGE_FILE=$(COVERAGE_DIR)/data $(BIN)/python -m coverage
 TEST_PARTS := test-part-native test-part-pure test-part-dist test-part-bench
+.PHONY: $(TEST_PARTS)
 
 test: install redis-server
 	rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
