@@ -14,6 +14,8 @@ import pytest
 from a6runner._paths import MAX_SOCKET_PATH, path_error, socket_path_error
 from a6runner.testing import spawn_runner
 
+pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
+
 SUPPORT = str(Path(__file__).with_name("support_plugins.py"))
 
 

@@ -24,6 +24,8 @@ from a6runner import bench as lg
 from a6runner._kernels import codec as kcodec
 from a6runner.testing import RunnerProcess, spawn_runner
 
+pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
+
 
 def _cfg(sock: str, scenario: str, conns: int = 4) -> lg.DriverConfig:
     sc = lg.SCENARIOS[scenario]

@@ -29,6 +29,8 @@ from a6runner._logging import (
 )
 from a6runner.testing import AsyncClient, spawn_runner
 
+pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
+
 SUPPORT = str(Path(__file__).with_name("support_plugins.py"))
 WAIT = 30.0
 

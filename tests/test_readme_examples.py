@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 

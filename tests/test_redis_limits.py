@@ -24,6 +24,8 @@ from a6runner import LimitPolicy, LimitStoreError, Plugin, Request, conf_fingerp
 from a6runner import _redis as redis_module
 from a6runner.testing import Client, Reply, RunnerHandle, RunnerProcess, run_runner, spawn_runner
 
+pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVED_BY = str(Path(__file__).with_name("limit_plugins.py"))
 PASSWORD = "s3cret-Pa55word-never-logged"

@@ -21,6 +21,8 @@ import pytest
 from a6runner._kernels import codec
 from a6runner.testing import Client, RunnerProcess, decode_reply, spawn_runner
 
+pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
+
 WAIT = 30.0  # seconds an expected event may take on a busy machine before the test fails
 
 PLUGIN = """\

@@ -16,6 +16,8 @@ from support_plugins import Holding
 from a6runner._kernels import codec
 from a6runner.testing import RunnerProcess, decode_reply, spawn_runner
 
+pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
+
 SUPPORT = str(Path(__file__).with_name("support_plugins.py"))
 
 

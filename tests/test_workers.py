@@ -23,6 +23,8 @@ from a6runner._services import LocalServices
 from a6runner._workers import Supervisor
 from a6runner.testing import AsyncClient, Client, RunnerProcess, decode_reply, spawn_runner
 
+pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
+
 SUPPORT = str(Path(__file__).with_name("support_plugins.py"))
 
 
