@@ -9,7 +9,6 @@ conf and a call object. Filters may be plain functions (run inline, the fast pat
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
@@ -18,6 +17,8 @@ from ._errors import ConfError
 from ._kernels import codec, headers
 
 if TYPE_CHECKING:
+    import ipaddress
+
     from ._codec_py import HTTPReqCallReq, HTTPRespCallReq
     from ._headers_py import MultiMap
     from ._limits import LimitPolicy, Quota
@@ -28,8 +29,6 @@ METHODS = (
     "GET", "HEAD", "POST", "PUT", "DELETE", "MKCOL", "COPY", "MOVE", "OPTIONS",
     "PROPFIND", "PROPPATCH", "LOCK", "UNLOCK", "PATCH", "TRACE",
 )  # fmt: skip
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Needs(NamedTuple):
@@ -282,9 +281,11 @@ class Request(_CallBase):
         return a
 
     @property
-    def src_ip(self) -> IPAddress | None:
+    def src_ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         """The client address, or None if APISIX sent none (or an unparseable one)."""
         raw = self._decoded.src_ip
+        import ipaddress  # on first use: a worker whose plugins never ask saves ~0.25 MiB
+
         if len(raw) == 4:
             return ipaddress.IPv4Address(raw)
         if len(raw) == 16:
