@@ -142,16 +142,13 @@ class _CallBase:
     """What request and response calls share: identity, ExtraInfo access and its cache."""
 
     __slots__ = ("_body", "_source", "_vars", "conf_token", "id", "services")
-
-    def __init__(
-        self, id: int, conf_token: int, source: ExtraInfoSource, services: RunnerServices
-    ) -> None:
-        self.id = id
-        self.conf_token = conf_token
-        self._source = source
-        self.services = services
-        self._vars: dict[str, str | None] | None = None
-        self._body: bytes | None = None
+    # set by each subclass's __init__ (inline there: one frame less on every call)
+    id: int
+    conf_token: int
+    _source: ExtraInfoSource
+    services: RunnerServices
+    _vars: dict[str, str | None] | None
+    _body: bytes | None
 
     async def var(self, name: str) -> str | None:
         """The nginx variable ``name`` (e.g. ``remote_addr``), fetched from APISIX once per
@@ -239,7 +236,12 @@ class Request(_CallBase):
         source: ExtraInfoSource,
         services: RunnerServices,
     ) -> None:
-        super().__init__(decoded.id, decoded.conf_token, source, services)
+        self.id = decoded.id
+        self.conf_token = decoded.conf_token
+        self._source = source
+        self.services = services
+        self._vars = None
+        self._body = None
         self._decoded = decoded
         self._path: str | None = None
         self._headers: MultiMap | None = None
@@ -401,7 +403,12 @@ class Response(_CallBase):
         source: ExtraInfoSource,
         services: RunnerServices,
     ) -> None:
-        super().__init__(decoded.id, decoded.conf_token, source, services)
+        self.id = decoded.id
+        self.conf_token = decoded.conf_token
+        self._source = source
+        self.services = services
+        self._vars = None
+        self._body = None
         self._decoded = decoded
         self._status: int | None = None
         self._headers: MultiMap | None = None
