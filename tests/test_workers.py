@@ -15,6 +15,7 @@ from support_plugins import Holding
 
 from a6runner._confstore import ConfStore
 from a6runner._kernels import codec
+from a6runner._reload import PluginLoader
 from a6runner._runner import Settings
 from a6runner._server import Listener, Server
 from a6runner._services import LocalServices
@@ -283,7 +284,8 @@ def test_workers_stop_when_the_supervisor_is_gone(runner: RunnerProcess) -> None
 
 
 def test_the_supervisor_answers_its_requests_and_refuses_unknown_ones(tmp_path: Path) -> None:
-    supervisor = Supervisor(Settings(str(tmp_path / "r.sock"), conf_expire_time=10), {})
+    settings = Settings(str(tmp_path / "r.sock"), conf_expire_time=10)
+    supervisor = Supervisor(settings, {}, PluginLoader(bundled=False, entry_points=False))
     conf = [("say", b"{}")]
     token, expires_at = supervisor.answer(("prepare", "key", conf))
     assert supervisor.answer(("prepare", "key", conf)) == (token, expires_at)
