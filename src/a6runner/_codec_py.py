@@ -196,6 +196,7 @@ class FrameSplitter:
 
 _read_u32 = struct.Struct("<I").unpack_from
 _read_i32 = struct.Struct("<i").unpack_from
+_read_u16 = struct.Struct("<H").unpack_from
 _read_vtable_head = struct.Struct("<HH").unpack_from
 _read_slots = [struct.Struct(f"<{count}H").unpack_from for count in range(8)]
 
@@ -226,8 +227,12 @@ _EXTRA_INFO_RESP_WIDTHS: Final = (_OFFSET,)  # result
 _ERR_RESP_WIDTHS: Final = (1,)  # code
 
 
-def _table_fields(buf: bytes, size: int, table: int, widths: tuple[int, ...]) -> list[int]:
-    """Validate the table at ``table``; the position of each field in ``widths`` (0: absent)."""
+def _root_table(buf: bytes, size: int, widths: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """Validate the root table; its position and the offset of each field in ``widths``
+    (0: absent) from it."""
+    if size < 4:
+        raise DecodeError(f"payload of {size} bytes is too short for a FlatBuffers root")
+    table: int = _read_u32(buf, 0)[0]
     if table + 4 > size:
         raise DecodeError(f"table at {table} runs past the end ({size} bytes)")
     vtable = table - _read_i32(buf, table)[0]
@@ -238,15 +243,21 @@ def _table_fields(buf: bytes, size: int, table: int, widths: tuple[int, ...]) ->
         raise DecodeError(f"bad vtable size {vtable_size} at {vtable}")
     if table_size < 4 or table + table_size > size:
         raise DecodeError(f"bad table size {table_size} at {table}")
-    positions = [0] * len(widths)
-    offsets = _read_slots[min(len(widths), (vtable_size - 4) >> 1)](buf, vtable + 4)
-    for field, offset in enumerate(offsets):
-        if offset:
-            position = table + offset
-            if position + widths[field] > size:
+    count = len(widths)
+    offsets: tuple[int, ...] = _read_slots[min(count, (vtable_size - 4) >> 1)](buf, vtable + 4)
+    if len(offsets) < count:  # fields past the vtable's end are absent
+        offsets += (0,) * (count - len(offsets))
+    if table + max(offsets) + 4 > size:  # no field is wider than 4: only then look closer
+        for field, offset in enumerate(offsets):
+            if offset and table + offset + widths[field] > size:
                 raise DecodeError(f"field {field} of the table at {table} is out of bounds")
-            positions[field] = position
-    return positions
+    return table, offsets
+
+
+def _root_fields(buf: bytes, widths: tuple[int, ...]) -> list[int]:
+    """Validate the root table; the position of each field in ``widths`` (0: absent)."""
+    table, offsets = _root_table(buf, len(buf), widths)
+    return [table + offset if offset else 0 for offset in offsets]
 
 
 def _vector(buf: bytes, size: int, field: int, elem_size: int) -> tuple[int, int]:
@@ -262,9 +273,12 @@ def _vector(buf: bytes, size: int, field: int, elem_size: int) -> tuple[int, int
     return start, count
 
 
+_ABSENT_SPAN: Final = (-1, -1)
+
+
 def _string_span(buf: bytes, size: int, field: int) -> tuple[int, int]:
     if not field:
-        return -1, -1
+        return _ABSENT_SPAN
     start, length = _vector(buf, size, field, 1)
     return start, start + length
 
@@ -273,8 +287,9 @@ def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
     """Validate a [TextEntry] field; (name_start, name_end, value_start, value_end) per
     entry, an absent name as (0, 0) (reads as ""), an absent value as (-1, -1).
 
-    The hot loop of every request. Entries laid out the usual way go through
-    _usual_entry_spans; any other vector is checked entry by entry with _entry_span.
+    The hot loop of every request. Entries laid out the way builders write them go
+    through _built_entry_spans; any other vector is checked entry by entry with
+    _entry_span.
     """
     if not field:
         return []
@@ -283,7 +298,7 @@ def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
         return []
     if start >= 8 and count <= _LINKS_PER_READ:
         try:
-            spans = _usual_entry_spans(buf, size, start, count)
+            spans = _built_entry_spans(buf, size, start, count)
         except struct.error:  # a read past the end: _entry_span below says where
             spans = None
         if spans is not None:
@@ -295,80 +310,78 @@ def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
     ]
 
 
-# An entry's vtable read as one uint64 (size 8, table size 4..12, the name and value
-# slots), for the shapes builders write -> where the links sit: 1 name @4 and value @8,
-# 2 name @8 and value @4, 3 name @4 alone, 4 name @8 alone.
-_USUAL_ENTRY_SHAPES: Final = {
-    8 | table_size << 16 | name << 32 | value << 48: slots
-    for table_size in range(4, 13)
-    for name, value, slots in ((4, 8, 1), (8, 4, 2), (4, 0, 3), (8, 0, 4))
+# The vtable of an entry with both strings, read as one uint64: size 8, table size 12, the
+# name and the value at 4 and 8 (forward builders, ours and a6load's) or at 8 and 4
+# (back-to-front ones, the flatbuffers runtimes APISIX uses) -> whether the name is at 4.
+_BUILT_ENTRY_VTABLES: Final = {
+    8 | 12 << 16 | 4 << 32 | 8 << 48: True,
+    8 | 12 << 16 | 8 << 32 | 4 << 48: False,
 }
-# The 8 bytes before an entry's table (its vtable, when the soffset is 8), then the
-# table's soffset and the words at 4 and 8.
-_read_entry = struct.Struct("<QiII").unpack_from
+# From 8 bytes before an entry's table: those 8 bytes (its vtable when the soffset is 8),
+# the soffset, the links at 4 and 8, and the length word right after the table.
+_read_built_entry = struct.Struct("<QiIII").unpack_from
 _read_u64 = struct.Struct("<Q").unpack_from
+# The length word 8 bytes after a position: the string's a link at entry + 8 points to.
+_read_u32_after_8 = struct.Struct("<8xI").unpack_from
 
 
-def _usual_entry_spans(buf: bytes, size: int, start: int, count: int) -> list[_Span] | None:
-    """The spans of a vector whose every entry has a usual shape (see above) and a vtable
-    right before its table (a forward layout) or shared (what a back-to-front builder
-    writes), in three reads per entry; None for anything else, and struct.error for a
-    read past the end, both left to _entry_span. ``start`` >= 8.
+def _built_entry_spans(buf: bytes, size: int, start: int, count: int) -> list[_Span] | None:
+    """The spans of a vector whose entries all have one of the vtables above, and whose
+    string at 4 starts right after each table (every builder writes the string it
+    created last right before or after the table); None for anything else, and
+    struct.error for a read past the end, both left to _entry_span. ``start`` >= 8.
 
-    Given those shapes, each check _entry_span makes holds once these reads succeed, but
-    the string ends, which are compared here."""
+    Two reads per entry: the table with the 8 bytes before it and the string at 4, then
+    the string at 8. Each check _entry_span makes holds once these reads succeed, but
+    the vtable and the string ends, which are compared here."""
     spans: list[_Span] = []
     append = spans.append
-    read_u32 = _read_u32
-    read_entry = _read_entry
-    usual = _USUAL_ENTRY_SHAPES.get
+    read_entry = _read_built_entry
+    read_u32_after_8 = _read_u32_after_8
+    vtable = 0  # the one every entry has, as a uint64
+    vtable_at = -1  # where an entry's vtable was last found to be it, when not right before
+    name_at_4 = True
     element = start - 4
-    shared_vtable = -1
-    shared_slots = None
     for link in _u32s(count).unpack_from(buf, start):
         element += 4
         entry = element + link
-        shape, soffset, word_4, word_8 = read_entry(buf, entry - 8)
-        if soffset == 8:
-            slots = usual(shape)
-        else:
-            vtable = entry - soffset
-            if vtable != shared_vtable:
-                if vtable < 0:
+        before, soffset, link_4, link_8, length_4 = read_entry(buf, entry - 8)
+        if soffset != 8:  # the vtable is elsewhere: shared, or not right before
+            at = entry - soffset
+            if at != vtable_at:
+                if at < 0:
                     return None
-                shared_vtable = vtable
-                shared_slots = usual(_read_u64(buf, vtable)[0])
-            slots = shared_slots
-        if slots == 1:
-            name_at = entry + 4 + word_4
-            value_at = entry + 8 + word_8
-        elif slots == 2:
-            name_at = entry + 8 + word_8
-            value_at = entry + 4 + word_4
-        elif slots == 3:
-            name_at = entry + 4 + word_4
-            value_at = -1
-        elif slots == 4:
-            name_at = entry + 8 + word_8
-            value_at = -1
-        else:
+                before = _read_u64(buf, at)[0]
+                vtable_at = at
+            else:
+                before = vtable
+        if before != vtable:
+            if vtable:  # entries with different vtables
+                return None
+            shape = _BUILT_ENTRY_VTABLES.get(before)
+            if shape is None:
+                return None
+            vtable = before
+            name_at_4 = shape
+        if link_4 != 8:  # the string at 4 is not right after the table
             return None
-        name_end = name_at + 4 + read_u32(buf, name_at)[0]
-        if value_at < 0:
-            if name_end > size:
-                return None
-            append((name_at + 4, name_end, -1, -1))
+        start_4 = entry + 16
+        end_4 = start_4 + length_4
+        base_8 = entry + link_8
+        start_8 = base_8 + 12
+        end_8 = start_8 + read_u32_after_8(buf, base_8)[0]
+        if end_4 > size or end_8 > size:
+            return None
+        if name_at_4:
+            append((start_4, end_4, start_8, end_8))
         else:
-            value_end = value_at + 4 + read_u32(buf, value_at)[0]
-            if name_end > size or value_end > size:
-                return None
-            append((name_at + 4, name_end, value_at + 4, value_end))
+            append((start_8, end_8, start_4, end_4))
     return spans
 
 
 def _entry_span(buf: bytes, size: int, entry: int) -> _Span:
     """One TextEntry checked field by field, as _table_fields and _vector check a table
-    and a string (the reference for _usual_entry_spans)."""
+    and a string (the reference for _built_entry_spans)."""
     if entry + 4 > size:
         raise DecodeError(f"table at {entry} runs past the end ({size} bytes)")
     vtable = entry - _read_i32(buf, entry)[0]
@@ -424,19 +437,8 @@ def _text_pairs(buf: bytes, spans: list[_Span]) -> list[tuple[str, str | None]]:
     ]
 
 
-def _root_fields(buf: bytes, widths: tuple[int, ...]) -> list[int]:
-    size = len(buf)
-    if size < 4:
-        raise DecodeError(f"payload of {size} bytes is too short for a FlatBuffers root")
-    return _table_fields(buf, size, _read_u32(buf, 0)[0], widths)
-
-
 def _u8(buf: bytes, position: int) -> int:
     return buf[position] if position else 0
-
-
-def _u16(buf: bytes, position: int) -> int:
-    return int.from_bytes(buf[position : position + 2], "little") if position else 0
 
 
 def _u32(buf: bytes, position: int) -> int:
@@ -601,21 +603,25 @@ def decode_prepare_conf_req(buf: bytes) -> PrepareConfReq:
 def decode_http_req_call_req(buf: bytes) -> HTTPReqCallReq:
     buf = _payload(buf)
     size = len(buf)
-    id_field, src_ip_field, method_field, path_field, args_field, headers_field, token_field = (
-        _root_fields(buf, _HTTP_REQ_CALL_REQ_WIDTHS)
+    table, (id_at, src_ip_at, method_at, path_at, args_at, headers_at, token_at) = _root_table(
+        buf, size, _HTTP_REQ_CALL_REQ_WIDTHS
     )
     request = HTTPReqCallReq.__new__(HTTPReqCallReq)
     request._buf = buf
-    request._id = _u32(buf, id_field)
-    request._conf_token = _u32(buf, token_field)
-    request._method = _u8(buf, method_field)
-    request._path_start, request._path_end = _string_span(buf, size, path_field)
+    request._id = _read_u32(buf, table + id_at)[0] if id_at else 0
+    request._conf_token = _read_u32(buf, table + token_at)[0] if token_at else 0
+    request._method = buf[table + method_at] if method_at else 0
+    request._path_start, request._path_end = (
+        _string_span(buf, size, table + path_at) if path_at else _ABSENT_SPAN
+    )
     request._path = None
-    request._src_ip_start, request._src_ip_end = _string_span(buf, size, src_ip_field)
+    request._src_ip_start, request._src_ip_end = (
+        _string_span(buf, size, table + src_ip_at) if src_ip_at else _ABSENT_SPAN
+    )
     request._src_ip = None
-    request._args_spans = _text_entry_spans(buf, size, args_field)
+    request._args_spans = _text_entry_spans(buf, size, table + args_at) if args_at else []
     request._args = None
-    request._headers_spans = _text_entry_spans(buf, size, headers_field)
+    request._headers_spans = _text_entry_spans(buf, size, table + headers_at) if headers_at else []
     request._headers = None
     return request
 
@@ -623,15 +629,15 @@ def decode_http_req_call_req(buf: bytes) -> HTTPReqCallReq:
 def decode_http_resp_call_req(buf: bytes) -> HTTPRespCallReq:
     buf = _payload(buf)
     size = len(buf)
-    id_field, status_field, headers_field, token_field = _root_fields(
-        buf, _HTTP_RESP_CALL_REQ_WIDTHS
+    table, (id_at, status_at, headers_at, token_at) = _root_table(
+        buf, size, _HTTP_RESP_CALL_REQ_WIDTHS
     )
     request = HTTPRespCallReq.__new__(HTTPRespCallReq)
     request._buf = buf
-    request._id = _u32(buf, id_field)
-    request._status = _u16(buf, status_field)
-    request._conf_token = _u32(buf, token_field)
-    request._headers_spans = _text_entry_spans(buf, size, headers_field)
+    request._id = _read_u32(buf, table + id_at)[0] if id_at else 0
+    request._status = _read_u16(buf, table + status_at)[0] if status_at else 0
+    request._conf_token = _read_u32(buf, table + token_at)[0] if token_at else 0
+    request._headers_spans = _text_entry_spans(buf, size, table + headers_at) if headers_at else []
     request._headers = None
     return request
 
