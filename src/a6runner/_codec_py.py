@@ -672,6 +672,8 @@ _STRING_PAD: Final = (b"\0\0\0\0", b"\0\0\0", b"\0\0", b"\0")
 _VECTOR_PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 _pack_u32 = struct.Struct("<I").pack
+_U16_MAX: Final = 0xFFFF
+_U32_MAX: Final = 0xFFFFFFFF
 # One TextEntry in front of its name's bytes: vtable (size 8, table size 12, name @4,
 # value @8 or 0), table (soffset 8 back to the vtable, name +8, value link or 0), the
 # name's length word.
@@ -707,6 +709,8 @@ def _encode_value(value: object, what: str) -> bytes:
 
 def _body_bytes(body: object, what: str) -> bytes:
     """The body to write, b"" to leave the field absent."""
+    if type(body) is bytes and len(body) <= MAX_PAYLOAD_SIZE:
+        return body
     if body is None:
         return b""
     if not isinstance(body, bytes):
@@ -714,6 +718,26 @@ def _body_bytes(body: object, what: str) -> bytes:
     if len(body) > MAX_PAYLOAD_SIZE:
         raise FrameTooLarge(f"{what} of {len(body)} bytes cannot fit in a frame")
     return body
+
+
+# An entry's bytes up to its value's length word, by name: the vtable and table, then the
+# name's string. Header names come from a small vocabulary: like the compiled twin's
+# name cache, at most _ENTRY_HEADS_MAX names of at most _ENTRY_HEAD_NAME_MAX bytes.
+_ENTRY_HEADS: dict[str, bytes] = {}
+_ENTRY_HEADS_MAX: Final = 512
+_ENTRY_HEAD_NAME_MAX: Final = 64
+
+
+def _entry_head(name: object, what: str, with_value: bool) -> bytes:
+    """An entry's vtable, table and name string (see _pack_entry)."""
+    name_bytes = name.encode(_ENCODING, _ERRORS) if type(name) is str else _encode_name(name, what)
+    n = len(name_bytes)
+    if not with_value:
+        return _pack_entry(8, 12, 4, 0, 8, 8, 0, n) + name_bytes + _STRING_PAD[n & 3]
+    head = _pack_entry(8, 12, 4, 8, 8, 8, _string_size(n) + 4, n) + name_bytes + _STRING_PAD[n & 3]
+    if type(name) is str and n <= _ENTRY_HEAD_NAME_MAX and len(_ENTRY_HEADS) < _ENTRY_HEADS_MAX:
+        _ENTRY_HEADS[name] = head
+    return head
 
 
 def _put_entries(parts: list[bytes], entries: TextEntries, what: str) -> int:
@@ -733,35 +757,26 @@ def _put_entries(parts: list[bytes], entries: TextEntries, what: str) -> int:
     parts.append(b"")  # the length word and the slots, once the links are known
     size = 0  # the entries written so far
     slot_to_entries = 4 * count + 8
+    heads = _ENTRY_HEADS
     for name, value in entries:
-        # The common types inline; the helpers raise the TypeError for the others.
-        name_bytes = (
-            name.encode(_ENCODING, _ERRORS)
-            if type(name) is str
-            else _encode_name(name, f"{what} name")
-        )
-        n = len(name_bytes)
         links.append(slot_to_entries + size)
         slot_to_entries -= 4
         if value is None:
-            parts += (_pack_entry(8, 12, 4, 0, 8, 8, 0, n), name_bytes, _STRING_PAD[n & 3])
-            size += 24 + ((n + 4) & ~3)
+            head = _entry_head(name, f"{what} name", False)
+            parts.append(head)
+            size += len(head)
             continue
+        head = heads.get(name) if type(name) is str else None  # type: ignore[assignment]
+        if head is None:
+            head = _entry_head(name, f"{what} name", True)
+        # The common type inline; the helper raises the TypeError for the others.
         if type(value) is str:
             value = value.encode(_ENCODING, _ERRORS)
         elif type(value) is not bytes:
             value = _encode_value(value, f"{what} value")
         m = len(value)
-        name_size = 4 + ((n + 4) & ~3)
-        parts += (
-            _pack_entry(8, 12, 4, 8, 8, 8, 4 + name_size, n),
-            name_bytes,
-            _STRING_PAD[n & 3],
-            _pack_u32(m),
-            value,
-            _STRING_PAD[m & 3],
-        )
-        size += 24 + name_size + ((m + 4) & ~3)
+        parts += (head, _pack_u32(m), value, _STRING_PAD[m & 3])
+        size += len(head) + 8 + (m & ~3)  # the value: length word, bytes, NUL, padding
     parts[first] = _u32s(count + 1).pack(*links)
     return 4 + 4 * count + size
 
@@ -790,11 +805,6 @@ def _finish_frame(parts: list[bytes], frame_type: int, payload_size: int) -> byt
     return b"".join(parts)
 
 
-def _link(present: int, offset: int) -> int:
-    """An offset field's value: ``offset`` when its child is present, else 0 (absent)."""
-    return offset if present else 0
-
-
 # Root offset, vtable and table of a root table whose only field is a uint32
 # (PrepareConf.Resp, a bare HTTPReqCall.Resp): root 12; vtable (6, 8, field @4); table.
 _pack_single_u32 = struct.Struct("<IHHH2xiI").pack
@@ -816,7 +826,9 @@ def build_prepare_conf_resp(conf_token: int) -> bytes:
 
 def build_http_req_call_resp(id: int) -> bytes:
     """HTTPReqCall.Resp with no action (let the request through unchanged)."""
-    return _single_u32_frame(RPC_HTTP_REQ_CALL, _uint(id, 32, "id"))
+    if type(id) is not int or not 0 <= id <= _U32_MAX:
+        id = _uint(id, 32, "id")
+    return _single_u32_frame(RPC_HTTP_REQ_CALL, id)
 
 
 # HTTPReqCall.Resp as the root of a Stop or Rewrite (32 bytes): root 16; vtable (10, 16,
@@ -831,16 +843,18 @@ _STOP_SIZE: Final = _ACTION_ROOT_SIZE + 28
 
 def build_stop(id: int, status: int, headers: TextEntries, body: bytes | None) -> bytes:
     """HTTPReqCall.Resp with a Stop action."""
-    id = _uint(id, 32, "id")
-    status = _uint(status, 16, "status")
+    if type(id) is not int or not 0 <= id <= _U32_MAX:
+        id = _uint(id, 32, "id")
+    if type(status) is not int or not 0 <= status <= _U16_MAX:
+        status = _uint(status, 16, "status")
     body_bytes = _body_bytes(body, "body")
     parts: list[bytes] = [b"", b""]
     headers_size = _put_entries(parts, headers, "header")
-    body_size = _put_byte_vector(parts, body_bytes)
+    body_size = _put_byte_vector(parts, body_bytes) if body_bytes else 0
     parts[1] = _pack_stop(
         16, 10, 16, 4, 12, 8, 12, id, 20, ACTION_STOP,
-        10, 16, 12, _link(headers_size, 4), _link(body_size, 8),
-        12, _link(headers_size, 12), _link(body_size, 8 + headers_size), status,
+        10, 16, 12, 4 if headers_size else 0, 8 if body_size else 0,
+        12, 12 if headers_size else 0, 8 + headers_size if body_size else 0, status,
     )  # fmt: skip
     return _finish_frame(parts, RPC_HTTP_REQ_CALL, _STOP_SIZE + headers_size + body_size)
 
@@ -860,7 +874,8 @@ def build_rewrite(
     body: bytes | None,
 ) -> bytes:
     """HTTPReqCall.Resp with a Rewrite action."""
-    id = _uint(id, 32, "id")
+    if type(id) is not int or not 0 <= id <= _U32_MAX:
+        id = _uint(id, 32, "id")
     path_bytes = None if path is None else _encode_name(path, "path")
     body_bytes = _body_bytes(body, "body")
     parts: list[bytes] = [b"", b""]
@@ -868,7 +883,7 @@ def build_rewrite(
     headers_size = _put_entries(parts, headers, "header")
     args_size = _put_entries(parts, args, "arg")
     resp_headers_size = _put_entries(parts, resp_headers, "response header")
-    body_size = _put_byte_vector(parts, body_bytes)
+    body_size = _put_byte_vector(parts, body_bytes) if body_bytes else 0
     # Each link: from its slot (52 + 4 * field) to where its child starts (72 + before).
     headers_at = 20 + path_size
     args_at = headers_at + headers_size
@@ -876,11 +891,11 @@ def build_rewrite(
     body_at = resp_headers_at + resp_headers_size
     parts[1] = _pack_rewrite(
         16, 10, 16, 4, 12, 8, 12, id, 24, ACTION_REWRITE,
-        14, 24, _link(path_size, 4), _link(headers_size, 8), _link(args_size, 12),
-        _link(resp_headers_size, 16), _link(body_size, 20),
-        16, _link(path_size, 20), _link(headers_size, headers_at - 4),
-        _link(args_size, args_at - 8), _link(resp_headers_size, resp_headers_at - 12),
-        _link(body_size, body_at - 16),
+        14, 24, 4 if path_size else 0, 8 if headers_size else 0, 12 if args_size else 0,
+        16 if resp_headers_size else 0, 20 if body_size else 0,
+        16, 20 if path_size else 0, headers_at - 4 if headers_size else 0,
+        args_at - 8 if args_size else 0, resp_headers_at - 12 if resp_headers_size else 0,
+        body_at - 16 if body_size else 0,
     )  # fmt: skip
     return _finish_frame(parts, RPC_HTTP_REQ_CALL, _REWRITE_SIZE + body_at - 20 + body_size)
 
@@ -894,15 +909,17 @@ _HTTP_RESP_CALL_RESP_SIZE: Final = 36
 def build_http_resp_call_resp(
     id: int, status: int, headers: TextEntries, body: bytes | None
 ) -> bytes:
-    id = _uint(id, 32, "id")
-    status = _uint(status, 16, "status")
+    if type(id) is not int or not 0 <= id <= _U32_MAX:
+        id = _uint(id, 32, "id")
+    if type(status) is not int or not 0 <= status <= _U16_MAX:
+        status = _uint(status, 16, "status")
     body_bytes = _body_bytes(body, "body")
     parts: list[bytes] = [b"", b""]
     headers_size = _put_entries(parts, headers, "header")
-    body_size = _put_byte_vector(parts, body_bytes)
+    body_size = _put_byte_vector(parts, body_bytes) if body_bytes else 0
     parts[1] = _pack_http_resp_call_resp(
-        16, 12, 20, 4, 16, _link(headers_size, 8), _link(body_size, 12),
-        12, id, _link(headers_size, 12), _link(body_size, 8 + headers_size), status,
+        16, 12, 20, 4, 16, 8 if headers_size else 0, 12 if body_size else 0,
+        12, id, 12 if headers_size else 0, 8 + headers_size if body_size else 0, status,
     )  # fmt: skip
     return _finish_frame(
         parts, RPC_HTTP_RESP_CALL, _HTTP_RESP_CALL_RESP_SIZE + headers_size + body_size
@@ -970,8 +987,8 @@ def build_prepare_conf_req(conf: Sequence[tuple[str, str | bytes]], key: str | N
     conf_size = _put_entries(parts, conf, "conf")
     key_size = 0 if key_bytes is None else _put_string(parts, key_bytes)
     parts[1] = _pack_prepare_conf_req(
-        12, 8, 12, _link(conf_size, 4), _link(key_size, 8),
-        8, _link(conf_size, 8), _link(key_size, 4 + conf_size),
+        12, 8, 12, 4 if conf_size else 0, 8 if key_size else 0,
+        8, 8 if conf_size else 0, 4 + conf_size if key_size else 0,
     )  # fmt: skip
     return _finish_frame(parts, RPC_PREPARE_CONF, _PREPARE_CONF_REQ_SIZE + conf_size + key_size)
 
@@ -1007,10 +1024,10 @@ def build_http_req_call_req(
     args_at = path_at + path_size
     headers_at = args_at + args_size
     parts[1] = _pack_http_req_call_req(
-        24, 18, 32, 4, _link(src_ip_size, 8), 28, _link(path_size, 12), _link(args_size, 16),
-        _link(headers_size, 20), 24,
-        20, id, _link(src_ip_size, 24), _link(path_size, path_at - 4),
-        _link(args_size, args_at - 8), _link(headers_size, headers_at - 12), conf_token, method,
+        24, 18, 32, 4, 8 if src_ip_size else 0, 28, 12 if path_size else 0, 16 if args_size else 0,
+        20 if headers_size else 0, 24,
+        20, id, 24 if src_ip_size else 0, path_at - 4 if path_size else 0,
+        args_at - 8 if args_size else 0, headers_at - 12 if headers_size else 0, conf_token, method,
     )  # fmt: skip
     return _finish_frame(
         parts, RPC_HTTP_REQ_CALL, _HTTP_REQ_CALL_REQ_SIZE + headers_at - 24 + headers_size
@@ -1030,8 +1047,8 @@ def build_http_resp_call_req(id: int, conf_token: int, status: int, headers: Tex
     parts: list[bytes] = [b"", b""]
     headers_size = _put_entries(parts, headers, "header")
     parts[1] = _pack_http_resp_call_req(
-        16, 12, 20, 4, 16, _link(headers_size, 8), 12,
-        12, id, _link(headers_size, 12), conf_token, status,
+        16, 12, 20, 4, 16, 8 if headers_size else 0, 12,
+        12, id, 12 if headers_size else 0, conf_token, status,
     )  # fmt: skip
     return _finish_frame(parts, RPC_HTTP_RESP_CALL, _HTTP_RESP_CALL_REQ_SIZE + headers_size)
 
@@ -1046,5 +1063,5 @@ def build_extra_info_resp(result: bytes | None) -> bytes:
     result_bytes = _body_bytes(result, "result")
     parts: list[bytes] = [b"", b""]
     result_size = _put_byte_vector(parts, result_bytes)
-    parts[1] = _pack_extra_info_resp(12, 6, 8, _link(result_size, 4), 8, _link(result_size, 4))
+    parts[1] = _pack_extra_info_resp(12, 6, 8, 4 if result_size else 0, 8, 4 if result_size else 0)
     return _finish_frame(parts, RPC_EXTRA_INFO, _EXTRA_INFO_RESP_SIZE + result_size)
