@@ -145,6 +145,10 @@ class FrameSplitter:
         if not buffer:
             # Nothing held back: cut whole frames straight out of the caller's bytes.
             end = len(data)
+            if end >= FRAME_HEADER_SIZE:
+                word = _read_frame_header(data, 0)[0]
+                if FRAME_HEADER_SIZE + (word & 0xFFFFFF) == end:  # one frame, the usual read
+                    return [(word >> 24, bytes(data[FRAME_HEADER_SIZE:]))]
             pos = 0
             while end - pos >= FRAME_HEADER_SIZE:
                 word = _read_frame_header(data, pos)[0]
@@ -277,10 +281,18 @@ _ABSENT_SPAN: Final = (-1, -1)
 
 
 def _string_span(buf: bytes, size: int, field: int) -> tuple[int, int]:
+    """(start, end) of the string or byte vector the offset field at ``field`` (0: absent)
+    points to; checked as _vector checks a vector."""
     if not field:
         return _ABSENT_SPAN
-    start, length = _vector(buf, size, field, 1)
-    return start, start + length
+    target = field + _read_u32(buf, field)[0]
+    if target + 4 > size:
+        raise DecodeError(f"vector at {target} runs past the end ({size} bytes)")
+    start = target + 4
+    end = start + _read_u32(buf, target)[0]
+    if end > size:
+        raise DecodeError(f"vector of {end - start} elements at {target} runs past the end")
+    return start, end
 
 
 def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
@@ -342,7 +354,7 @@ def _built_entry_spans(buf: bytes, size: int, start: int, count: int) -> list[_S
     vtable_at = -1  # where an entry's vtable was last found to be it, when not right before
     name_at_4 = True
     element = start - 4
-    for link in _u32s(count).unpack_from(buf, start):
+    for link in (_U32S.get(count) or _u32s(count)).unpack_from(buf, start):
         element += 4
         entry = element + link
         before, soffset, link_4, link_8, length_4 = read_entry(buf, entry - 8)
@@ -673,6 +685,7 @@ _VECTOR_PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 _pack_u32 = struct.Struct("<I").pack
 _U16_MAX: Final = 0xFFFF
+_PLAIN_SEQUENCES: Final = (list, tuple)
 _U32_MAX: Final = 0xFFFFFFFF
 # One TextEntry in front of its name's bytes: vtable (size 8, table size 12, name @4,
 # value @8 or 0), table (soffset 8 back to the vtable, name +8, value link or 0), the
@@ -880,9 +893,19 @@ def build_rewrite(
     body_bytes = _body_bytes(body, "body")
     parts: list[bytes] = [b"", b""]
     path_size = 0 if path_bytes is None else _put_string(parts, path_bytes)
-    headers_size = _put_entries(parts, headers, "header")
-    args_size = _put_entries(parts, args, "arg")
-    resp_headers_size = _put_entries(parts, resp_headers, "response header")
+    # A Rewrite changes one or two of these: an empty list or tuple costs no call.
+    headers_size = (
+        0 if not headers and type(headers) in _PLAIN_SEQUENCES
+        else _put_entries(parts, headers, "header")
+    )  # fmt: skip
+    args_size = (
+        0 if not args and type(args) in _PLAIN_SEQUENCES
+        else _put_entries(parts, args, "arg")
+    )  # fmt: skip
+    resp_headers_size = (
+        0 if not resp_headers and type(resp_headers) in _PLAIN_SEQUENCES
+        else _put_entries(parts, resp_headers, "response header")
+    )  # fmt: skip
     body_size = _put_byte_vector(parts, body_bytes) if body_bytes else 0
     # Each link: from its slot (52 + 4 * field) to where its child starts (72 + before).
     headers_at = 20 + path_size
