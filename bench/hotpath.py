@@ -11,6 +11,7 @@ kernel's socket work, which a6measure covers.
         .venv/bin/python bench/hotpath.py say 2000      # prints nothing useful itself
     bench/hotpath.py --compare say 2000                 # runs callgrind twice (N and 0
                                                         # calls) and prints instr/call
+    bench/hotpath.py --compare --metrics say 2000       # the same with --metrics on
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class _Transport:
         pass
 
 
-async def _drive(scenario: str, calls: int) -> int:
+async def _drive(scenario: str, calls: int, metrics: bool = False) -> int:
     from a6runner._confstore import ConfStore
     from a6runner._kernels import codec
     from a6runner._registry import build_registry
@@ -82,9 +83,17 @@ async def _drive(scenario: str, calls: int) -> int:
     kind, plugin, conf = SCENARIOS[scenario]
     registry = build_registry(bundled=True, entry_points=False)
     plugins = {n: r.plugin for n, r in registry.items()}
+    observer = None
+    if metrics:  # as `a6-runner run --metrics` serves (the endpoint itself is not driven)
+        from a6runner._observe import Observer
+
+        observer = Observer(metrics=True)
+        plugins = observer.plugins(plugins)
     server = Server(None, ConfStore(plugins, 3600.0), LocalServices())  # type: ignore[arg-type]
     server._loop = asyncio.get_running_loop()
-    conn = Connection(server)
+    if observer is not None:
+        observer.attach(server)
+    conn: Connection = server.connection_factory(server)
     transport = _Transport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     conn.data_received(codec.build_prepare_conf_req([(plugin, json.dumps(conf))], "k"))
@@ -112,7 +121,7 @@ async def _drive(scenario: str, calls: int) -> int:
     return calls
 
 
-def _instructions(scenario: str, calls: int) -> int:
+def _instructions(scenario: str, calls: int, metrics: bool = False) -> int:
     result = subprocess.run(
         [
             "valgrind",
@@ -122,6 +131,7 @@ def _instructions(scenario: str, calls: int) -> int:
             __file__,
             scenario,
             str(calls),
+            *(["--metrics"] if metrics else []),
         ],
         capture_output=True,
         text=True,
@@ -139,13 +149,15 @@ def main() -> None:
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("calls", type=int)
     parser.add_argument("--compare", action="store_true", help="instructions per call")
+    parser.add_argument("--metrics", action="store_true", help="count as --metrics does")
     args = parser.parse_args()
     if not args.compare:
-        asyncio.run(_drive(args.scenario, args.calls))
+        asyncio.run(_drive(args.scenario, args.calls, args.metrics))
         return
-    base = _instructions(args.scenario, 0)
-    total = _instructions(args.scenario, args.calls)
-    print(f"{args.scenario}: {(total - base) / args.calls:,.0f} instructions per call")
+    base = _instructions(args.scenario, 0, args.metrics)
+    total = _instructions(args.scenario, args.calls, args.metrics)
+    label = f"{args.scenario}{' --metrics' if args.metrics else ''}"
+    print(f"{label}: {(total - base) / args.calls:,.0f} instructions per call")
 
 
 if __name__ == "__main__":

@@ -129,6 +129,7 @@ def test_call_objects_expose_only_the_plugin_api() -> None:
         "services",
         "set_body",
         "src_ip",
+        "trace_context",
         "var",
         "vars",
     }
@@ -142,6 +143,7 @@ def test_call_objects_expose_only_the_plugin_api() -> None:
         "services",
         "set_body",
         "status",
+        "trace_context",
         "var",
         "vars",
     }

@@ -10,14 +10,19 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ._confstore import ConfStore
 from ._errors import ConfigError
 from ._kernels import implementation
+from ._observe import Observer, make_observer
 from ._plugin import Plugin
 from ._server import PARENT_CHECK, Listener, new_event_loop, parent_gone, run_until_complete, serve
 from ._services import LocalServices
 from ._settings import DEFAULT_LIMITS, DEFAULT_SOCKET_MODE, Limits, Settings, parse_group
+
+if TYPE_CHECKING:
+    from ._metrics import SingleProcessMetrics
 
 log = logging.getLogger("a6runner")
 
@@ -67,22 +72,46 @@ async def serve_single(
             ", ".join(sorted(plugins)) or "none",
             settings.conf_ttl,
         )
-        confs = ConfStore(plugins, settings.conf_ttl)
-        await serve(
-            listener.sock,
-            confs,
-            LocalServices(),
-            stop,
-            on_ready,
-            limits=settings.limits,
-            plugins=plugins,
-        )
+        observer = make_observer(settings)
+        served = observer.plugins(plugins) if observer is not None else plugins
+        confs = ConfStore(served, settings.conf_ttl)
+        endpoint = await _start_metrics(settings, observer, confs)
+        try:
+            await serve(
+                listener.sock,
+                confs,
+                LocalServices(),
+                stop,
+                on_ready,
+                limits=settings.limits,
+                plugins=plugins,
+                observer=observer,
+            )
+        finally:
+            if endpoint is not None:
+                endpoint.close()
     finally:
         listener.close()
 
 
+async def _start_metrics(
+    settings: Settings, observer: Observer | None, confs: ConfStore
+) -> SingleProcessMetrics | None:
+    """The /metrics endpoint of a single-process runner (``--metrics``), if asked for."""
+    if settings.metrics is None or observer is None:
+        return None
+    from ._metrics import SingleProcessMetrics, live_tokens, parse_metrics_address
+
+    endpoint = SingleProcessMetrics(
+        parse_metrics_address(settings.metrics), observer, lambda: live_tokens(confs.tokens)
+    )
+    await endpoint.start()
+    return endpoint
+
+
 def run_with_settings(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status (0 after a clean shutdown)."""
+    _check_observability(settings)
     if settings.workers > 1:
         from ._workers import run_supervisor
 
@@ -116,6 +145,19 @@ def run_with_settings(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
     return 0
 
 
+def _check_observability(settings: Settings) -> None:
+    """What --metrics and --otel need is installed and the address parses: startup errors."""
+    if settings.metrics is not None:
+        from ._metrics import parse_metrics_address, require_prometheus
+
+        require_prometheus()
+        parse_metrics_address(settings.metrics)
+    if settings.otel:
+        from ._tracing import require_opentelemetry
+
+        require_opentelemetry()
+
+
 def run(
     plugins: Iterable[type[Plugin]] = (),
     *,
@@ -131,6 +173,8 @@ def run(
     limits: Limits = DEFAULT_LIMITS,
     socket_group: str | int | None = None,
     parent_watch: bool = True,
+    metrics: str | None = None,
+    otel: bool = False,
 ) -> int:
     """Run a runner serving ``plugins`` (plugin classes) until SIGTERM/SIGINT.
 
@@ -140,8 +184,9 @@ def run(
     ``--plugins``); the bundled plugins and the ``a6runner.plugins`` entry points are added
     unless disabled. ``limits`` bound what a call and a connection may take;
     ``socket_group`` is a group name or gid for the socket file; with ``parent_watch`` the
-    runner exits when the process that started it exits. Returns the exit status (0 after
-    a clean shutdown), like ``a6-runner run``.
+    runner exits when the process that started it exits; ``metrics`` (``"HOST:PORT"`` or
+    ``"unix:/path"``) serves /metrics and /healthz, ``otel`` makes OpenTelemetry spans.
+    Returns the exit status (0 after a clean shutdown), like ``a6-runner run``.
     """
     from ._registry import build_registry
 
@@ -152,6 +197,8 @@ def run(
     settings.loop = loop
     settings.limits = limits
     settings.parent_watch = parent_watch
+    settings.metrics = metrics
+    settings.otel = otel
     if socket_group is not None:
         settings.socket_group = (
             socket_group if isinstance(socket_group, int) else parse_group(socket_group)

@@ -24,7 +24,7 @@ import os
 import socket
 import stat
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from . import _chain as chain
 from ._confstore import PreparedConf, Question, RawConf
@@ -41,6 +41,9 @@ from ._plugin import Plugin, RunnerServices
 from ._services import PolicyServices
 from ._settings import DEFAULT_LIMITS, Limits
 from ._watchdog import StallWatchdog
+
+if TYPE_CHECKING:
+    from ._observe import Observer
 
 log = logging.getLogger("a6runner")
 
@@ -556,6 +559,9 @@ class Server:
         # slower to come back, takes fewer).
         self.accept_pause = accept_pause
         self.connections: set[Connection] = set()
+        # What each accepted connection is (an observer's subclass when metrics, --otel
+        # or debug logging are on: _observe.py).
+        self.connection_factory: Callable[[Server], Connection] = Connection
         self._accepting = False
         self._listening = False
         self._out_of_fds = False
@@ -604,7 +610,7 @@ class Server:
             self._out_of_fds = False
         conn.setblocking(False)
         task = self._loop.create_task(
-            self._loop.connect_accepted_socket(lambda: Connection(self), conn)
+            self._loop.connect_accepted_socket(lambda: self.connection_factory(self), conn)
         )
         self._accepts.add(task)
         task.add_done_callback(self._accepts.discard)
@@ -656,11 +662,15 @@ async def serve(
     accept_pause: float = 0.0,
     limits: Limits = DEFAULT_LIMITS,
     plugins: Mapping[str, Plugin] | None = None,
+    observer: Observer | None = None,
 ) -> None:
     """Serve APISIX connections on the listening ``sock`` until ``stop`` is set, then stop
     accepting and let the calls in flight finish. ``plugins`` are watched for filters that
-    block the event loop (``limits.stall_warning``)."""
+    block the event loop (``limits.stall_warning``); ``observer`` (metrics, tracing, debug
+    logging) sees every call."""
     server = Server(sock, confs, services, accept_pause, limits)
+    if observer is not None:
+        observer.attach(server)
     watchdog = None
     if limits.stall_warning > 0 and plugins:
         watchdog = StallWatchdog(asyncio.get_running_loop(), limits.stall_warning, plugins)
@@ -677,6 +687,8 @@ async def serve(
     finally:
         if watchdog is not None:
             watchdog.stop()
+        if observer is not None:
+            observer.detach()
 
 
 def parent_gone(parent: int) -> bool:

@@ -28,10 +28,11 @@ import socket
 import struct
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._confstore import PreparedConf, RawConf, TokenStore
 from ._limits import Quota
+from ._observe import Observer, make_observer, report_to_supervisor
 from ._plugin import Plugin
 from ._server import (
     PARENT_CHECK,
@@ -44,6 +45,9 @@ from ._server import (
 )
 from ._services import FixedWindowCounters, PolicyServices, TokenBuckets
 from ._settings import Settings
+
+if TYPE_CHECKING:
+    from ._metrics import MetricsSocket, SelectorEndpoint, WorkerReports
 
 log = logging.getLogger("a6runner")
 
@@ -178,22 +182,42 @@ def _worker_main(
         await link.start()
         watcher = loop.create_task(link.closed.wait())
         watcher.add_done_callback(lambda _: stop.set())  # supervisor gone: stop too
+        observer = make_observer(settings, worker=index)
+        served = observer.plugins(plugins) if observer is not None else plugins
+        reports = _start_reports(observer, link)
         await serve(
             listener,
-            SupervisedConfs(plugins, link, settings.conf_ttl),
+            SupervisedConfs(served, link, settings.conf_ttl),
             SupervisedServices(link),
             stop,
             label=f"worker {index}",
             accept_pause=ACCEPT_PAUSE,
             limits=settings.limits,
             plugins=plugins,
+            observer=observer,
         )
+        if reports is not None:  # the last report, after the last call
+            reports[1].set()
+            await reports[0]
 
     try:
         run_until_complete(loop, main())
     finally:
         loop.close()
     return 0
+
+
+def _start_reports(
+    observer: Observer | None, link: SupervisorLink
+) -> tuple[asyncio.Task[None], asyncio.Event] | None:
+    """With --metrics: the task reporting this worker's counters to the supervisor, and
+    the event that makes it send its last report and end."""
+    if observer is None or observer.recorder is None:
+        return None
+    served = asyncio.Event()
+    return asyncio.get_running_loop().create_task(
+        report_to_supervisor(observer, link, served)
+    ), served
 
 
 # -- supervisor side ----------------------------------------------------------------------------
@@ -222,6 +246,10 @@ class Supervisor:
         self.stopping = False
         self._signals: list[int] = []
         self._last_spawn: dict[int, float] = {}
+        # --metrics: the workers' reports and the endpoint serving them
+        self.reports: WorkerReports | None = None
+        self.metrics_socket: MetricsSocket | None = None
+        self._endpoint: SelectorEndpoint | None = None
 
     # requests from workers
     def answer(self, message: tuple[Any, ...]) -> Any:
@@ -237,6 +265,8 @@ class Supervisor:
         if op == "prepare":
             _, key, conf = message
             return self.tokens.prepare(key, lambda: conf)
+        if op == "metrics":
+            return self._worker_reported(message[1], message[2])
         raise ValueError(f"unknown supervisor request {op!r}")
 
     def spawn(self, index: int) -> None:
@@ -250,6 +280,7 @@ class Supervisor:
                 self.selector.close()
                 for channel in self.channels.values():
                     channel.sock.close()
+                self._close_metrics_in_worker()
                 status = _worker_main(index, self.listener, theirs, self.settings, self.plugins)
             except BaseException:
                 log.exception("worker %d failed", index)
@@ -314,6 +345,7 @@ class Supervisor:
             if channel is None:
                 continue
             self._drop_channel(channel)
+            self._worker_exited(pid)
             if self.stopping:
                 continue
             how = (
@@ -342,6 +374,11 @@ class Supervisor:
         parent = os.getppid()
         listener = Listener(settings.socket_path, settings.socket_mode, settings.socket_group)
         self.listener = listener.sock
+        try:
+            self._start_metrics()
+        except BaseException:
+            listener.close()
+            raise
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -363,12 +400,14 @@ class Supervisor:
             deadline: float | None = None
             while self.channels or not self.stopping:
                 timeout = PARENT_CHECK if deadline is None else deadline - time.monotonic()
-                for key, _ in self.selector.select(max(0.0, timeout)):
+                for key, mask in self.selector.select(max(0.0, timeout)):
                     if key.data is None:
                         with contextlib.suppress(BlockingIOError):
                             wake_r.recv(4096)
-                    else:
+                    elif isinstance(key.data, _Channel):
                         self._on_readable(key.data)
+                    else:  # the metrics endpoint's sockets carry their handler
+                        key.data(mask)
                 while self._signals:
                     signum = self._signals.pop(0)
                     if signum == signal.SIGCHLD:
@@ -388,8 +427,66 @@ class Supervisor:
         finally:
             signal.set_wakeup_fd(old_wakeup)
             listener.close()
+            self._stop_metrics()
         log.info("stopped after %.1fs", time.monotonic() - started)
         return 0
+
+    # -- --metrics (README, Monitoring) --
+
+    def _start_metrics(self) -> None:
+        if self.settings.metrics is None:
+            return
+        from ._metrics import MetricsSocket, SelectorEndpoint, WorkerReports, parse_metrics_address
+
+        self.reports = WorkerReports()
+        self.metrics_socket = MetricsSocket(parse_metrics_address(self.settings.metrics))
+        self._endpoint = SelectorEndpoint(self.metrics_socket.sock, self._metrics_response)
+        self._endpoint.register(self.selector)
+        log.info("metrics on %s (/metrics, /healthz)", self.metrics_socket.address)
+
+    def _stop_metrics(self) -> None:
+        if self._endpoint is not None:
+            self._endpoint.close()
+        if self.metrics_socket is not None:
+            self.metrics_socket.close()
+
+    def _close_metrics_in_worker(self) -> None:
+        """In a forked worker: the endpoint's sockets are the supervisor's."""
+        if self._endpoint is not None:
+            self._endpoint.close_sockets()
+        if self.metrics_socket is not None:
+            self.metrics_socket.close(remove=False)
+
+    def _worker_reported(self, pid: int, snapshot: Any) -> None:
+        if self.reports is not None and pid in self.channels:
+            self.reports.report(pid, snapshot)
+
+    def _worker_exited(self, pid: int) -> None:
+        if self.reports is not None:
+            self.reports.worker_exited(pid, replaced=not self.stopping)
+
+    def _metrics_response(self, head: bytes) -> bytes:
+        from ._metrics import exposition, families, http_response, live_tokens
+
+        reports = self.reports
+        assert reports is not None
+
+        def render() -> bytes:
+            counters, gauges = reports.totals()
+            gauges["conf_tokens"] = live_tokens(self.tokens)
+            workers = sorted((str(c.index), pid) for pid, c in self.channels.items())
+            processes = [("supervisor", os.getpid()), *workers]
+            return exposition(families(counters, gauges, reports.restarts, processes))
+
+        def health() -> tuple[bool, str]:
+            alive = reports.alive(self.channels)
+            if self.stopping:
+                return False, "stopping"
+            if not alive:
+                return False, f"no worker alive (0 of {self.settings.workers})"
+            return True, f"ok: {alive} of {self.settings.workers} workers alive"
+
+        return http_response(head, render, health)
 
 
 def run_supervisor(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
