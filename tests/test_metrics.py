@@ -378,7 +378,12 @@ def test_metrics_addresses() -> None:
 
 
 def test_reply_outcomes_are_read_alike_from_both_codecs(codec: ModuleType) -> None:
-    outcome = _observe.reply_outcome
+    def outcome(frame: bytes) -> int:
+        read = _observe.reply_outcome(frame)
+        counted = Recorder().record(frame[0], frame, 0.0)  # its own reading, written out
+        assert counted == read
+        return read
+
     assert outcome(codec.build_http_req_call_resp(3)) == _observe.NONE
     assert outcome(codec.build_stop(3, 403, [("a", "b")], b"no")) == _observe.STOP
     assert outcome(codec.build_stop(3, 0, [], b"x")) == _observe.STOP

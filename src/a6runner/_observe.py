@@ -2,8 +2,10 @@
 
 Decided once at startup (:func:`make_observer`): with metrics, ``--otel`` and debug
 logging all off there is no observer and the serving path is exactly the plain one. With
-one of them on, the server makes :class:`ObservedConnection` objects instead of plain
-connections, and the plugins the confs are parsed with are proxies whose filters time
+one of them on, the server makes :class:`CountingConnection` objects (metrics alone: the
+counting written out, nothing kept per call) or :class:`ObservedConnection` objects (debug
+lines and spans want the call id, the plugins run and the questions asked) instead of
+plain connections, and the plugins the confs are parsed with are proxies whose filters time
 themselves (:meth:`Observer.plugins`). Every figure goes into plain local counters of
 this process (:class:`Recorder`); nothing is formatted until a scrape asks
 (``_metrics.py``), and with ``--workers N`` each worker sends its counters to the
@@ -177,14 +179,27 @@ class Recorder:
 
     def record(self, frame_type: int, frame: bytes, elapsed: float) -> int:
         """A call of ``frame_type`` answered with ``frame`` after ``elapsed`` seconds;
-        returns its outcome."""
-        outcome = reply_outcome(frame)
-        if outcome == ERROR:
+        returns its outcome. (On every call: written out, no helper calls.)"""
+        kind = frame[0]
+        if kind == codec.RPC_HTTP_REQ_CALL:  # HTTPReqCallResp: id, action_type, action
+            table = 4 + _U32(frame, 4)[0]
+            vtable = table - _I32(frame, table)[0]
+            at = _U16(frame, vtable + 6)[0] if _U16(frame, vtable)[0] > 6 else 0
+            action = frame[table + at] if at else 0
+            outcome = STOP if action == codec.ACTION_STOP else REWRITE if action else NONE
+        elif kind == codec.RPC_HTTP_RESP_CALL:
+            outcome = reply_outcome(frame)
+        elif kind == codec.RPC_ERROR:
+            outcome = ERROR
             self.errors[_ERROR_FRAMES.get(frame, 1)] += 1
+        else:
+            outcome = NONE
         slot = self._by_type.get(frame_type)
         if slot is not None:  # (a frame of an unknown type counts as an error only)
-            slot[0][outcome] += 1
-            slot[1].observe(elapsed)
+            calls, hist = slot
+            calls[outcome] += 1
+            hist.counts[bisect_left(hist.bounds, elapsed)] += 1
+            hist.sum += elapsed
         return outcome
 
     def plugin(self, name: str, phase: str) -> PluginStats:
@@ -267,7 +282,8 @@ def _overridden(self: Plugin, conf: Any, call: Any) -> None:
 
 def _timed(filt: Filter, stats: PluginStats) -> Filter:
     """The filter, its time and failures counted (metrics only: the cheapest wrapper)."""
-    observe = stats.hist.observe
+    hist = stats.hist
+    counts, bounds = hist.counts, hist.bounds
 
     def timed(conf: Any, call: Any) -> Any:
         started = perf_counter()
@@ -275,11 +291,13 @@ def _timed(filt: Filter, stats: PluginStats) -> Filter:
             result = filt(conf, call)
         except BaseException:
             stats.errors += 1
-            observe(perf_counter() - started)
+            hist.observe(perf_counter() - started)
             raise
         if result is not None and isawaitable(result):
             return _timed_await(result, started, stats, None, call)
-        observe(perf_counter() - started)
+        took = perf_counter() - started
+        counts[bisect_left(bounds, took)] += 1
+        hist.sum += took
         return result
 
     return timed
@@ -361,65 +379,51 @@ def _question(question: Question) -> str:
     return f"var {name}" if info_type == codec.INFO_VAR else INFO_KINDS.get(info_type, "?")
 
 
-class ObservedConnection(Connection):
-    """A connection that tells its observer about each call: when its first byte came,
-    what kind it was, which ExtraInfo it asked, and the reply (``send``)."""
+class CountingConnection(Connection):
+    """A connection that counts its calls (metrics only): the time of a call's first
+    byte is noted as it arrives (a read that begins a frame while no ExtraInfo answer is
+    due), its type as it is dispatched, the reply is read as it is written (``send``,
+    where every reply goes out) and ExtraInfo questions are counted as they are asked."""
 
-    _observer: Observer  # set on the subclass each Observer makes
+    _recorder: Recorder  # set on the subclass each Observer makes
 
     def __init__(self, server: Server) -> None:
         super().__init__(server)
-        self._obs_type = -1
-        self._obs_first = 0.0  # perf_counter() when the frame being received began
-        self._obs_started = 0.0
-        self._obs_call: tuple[int, int] | None = None  # (call id, token), debug / tracing
-        self._obs_ran: list[str] = []
-        self._obs_asked: list[Question] = []
-        self._obs_span: Any = None
+        self._obs_type = -1  # the frame type of the call in flight
+        self._obs_first = 0.0  # perf_counter() at the first byte of the last call to come
+        self._obs_started = 0.0  # ... and of the call in flight
 
     def data_received(self, data: bytes) -> None:
-        if not self._splitter.expected:  # this read begins a frame
+        if not self._splitter.pending and not self._info_waiters:  # a call's first byte
             self._obs_first = perf_counter()
         Connection.data_received(self, data)
 
     def _dispatch(self, frame_type: int, payload: bytes) -> None:
         self._obs_type = frame_type
         self._obs_started = self._obs_first
-        if self._observer.per_call:
-            self._obs_call = None
-            self._obs_ran = []
-            self._obs_asked = []
         Connection._dispatch(self, frame_type, payload)
 
     def send(self, frame: bytes) -> None:
         Connection.send(self, frame)
         if frame[0] != codec.RPC_EXTRA_INFO:
-            self._observer.replied(self, frame, perf_counter() - self._obs_started)
+            self._recorder.record(self._obs_type, frame, perf_counter() - self._obs_started)
 
-    # debug and tracing want to know the call (decoded only once, by the server)
-    def _http_call(self, phase: chain.Phase, decoded: Any) -> Any:
-        observer = self._observer
-        if observer.per_call:
-            self._obs_call = (decoded.id, decoded.conf_token)
-            if observer.tracing is not None:
-                self._obs_span = observer.tracing.call_span(phase, decoded)
-        return Connection._http_call(self, phase, decoded)
-
-    def _prepare_conf(self, req: Any) -> Any:
-        if self._observer.debug:
-            self._obs_ran = [name for name, _ in req.conf]
-        return Connection._prepare_conf(self, req)
+    def _count_asked(self, questions: Sequence[Question]) -> None:
+        counts = self._recorder.extra_info
+        for info_type, _ in questions:
+            if info_type in counts:
+                counts[info_type] += 1
 
     def ask(self, info_type: int, name: str | None) -> asyncio.Future[bytes | None]:
         fut = Connection.ask(self, info_type, name)
-        self._observer.asked(self, ((info_type, name),))
+        self._count_asked(((info_type, name),))
         return fut
 
     def ask_many(
         self, questions: Sequence[tuple[int, str | None]]
     ) -> list[Awaitable[bytes | None]]:
         futures = Connection.ask_many(self, questions)
-        self._observer.asked(self, questions)
+        self._count_asked(questions)
         return futures
 
     def prefetch(
@@ -429,7 +433,48 @@ class ObservedConnection(Connection):
         then: Callable[[], Coroutine[Any, Any, None] | None],
     ) -> None:
         Connection.prefetch(self, call, questions, then)
-        self._observer.asked(self, questions)
+        self._count_asked(questions)
+
+
+class ObservedConnection(CountingConnection):
+    """A connection that also keeps what debug lines and spans want of each call (the
+    call id and token, the plugins run, the questions asked); metrics are optional."""
+
+    _observer: Observer  # set on the subclass each Observer makes
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server)
+        self._obs_call: tuple[int, int] | None = None  # (call id, token)
+        self._obs_ran: list[str] = []
+        self._obs_asked: list[Question] = []
+        self._obs_span: Any = None
+
+    def _dispatch(self, frame_type: int, payload: bytes) -> None:
+        self._obs_call = None
+        self._obs_ran = []
+        self._obs_asked = []
+        CountingConnection._dispatch(self, frame_type, payload)
+
+    def send(self, frame: bytes) -> None:
+        Connection.send(self, frame)
+        if frame[0] != codec.RPC_EXTRA_INFO:
+            self._observer.replied(self, frame, perf_counter() - self._obs_started)
+
+    def _http_call(self, phase: chain.Phase, decoded: Any) -> Any:
+        self._obs_call = (decoded.id, decoded.conf_token)
+        tracing = self._observer.tracing
+        if tracing is not None:
+            self._obs_span = tracing.call_span(phase, decoded)
+        return Connection._http_call(self, phase, decoded)
+
+    def _prepare_conf(self, req: Any) -> Any:
+        self._obs_ran = [name for name, _ in req.conf]
+        return Connection._prepare_conf(self, req)
+
+    def _count_asked(self, questions: Sequence[Question]) -> None:
+        if self._observer.recorder is not None:
+            CountingConnection._count_asked(self, questions)
+        self._obs_asked.extend(questions)
 
 
 class Observer:
@@ -449,8 +494,9 @@ class Observer:
         self.per_call = debug or tracing is not None  # keeps lists and ids per call
         self.worker = worker
         self.server: Server | None = None
-        self.connection_class = type(
-            "ObservedConnection", (ObservedConnection,), {"_observer": self}
+        base = ObservedConnection if self.per_call else CountingConnection
+        self.connection_class: type[CountingConnection] = type(
+            base.__name__, (base,), {"_observer": self, "_recorder": self.recorder}
         )
         self._probe: asyncio.TimerHandle | None = None
 
@@ -502,14 +548,12 @@ class Observer:
         self.recorder.loop_lag.observe(max(0.0, perf_counter() - due))
         self._schedule_probe(loop)
 
-    # -- per call (from ObservedConnection) --
+    # -- per call (from ObservedConnection: debug lines, spans) --
 
     def replied(self, conn: ObservedConnection, frame: bytes, elapsed: float) -> None:
         recorder = self.recorder
         if recorder is not None:
             outcome = recorder.record(conn._obs_type, frame, elapsed)
-            if not self.per_call:
-                return
         else:
             outcome = reply_outcome(frame)
         span, conn._obs_span = conn._obs_span, None
@@ -517,16 +561,6 @@ class Observer:
             span.end_call(OUTCOMES[outcome], _error_code(frame) if outcome == ERROR else None)
         if self.debug:
             self._debug_line(conn, frame, outcome, elapsed)
-
-    def asked(self, conn: ObservedConnection, questions: Sequence[Question]) -> None:
-        recorder = self.recorder
-        if recorder is not None:
-            counts = recorder.extra_info
-            for info_type, _ in questions:
-                if info_type in counts:
-                    counts[info_type] += 1
-        if self.debug:
-            conn._obs_asked.extend(questions)
 
     def _debug_line(
         self, conn: ObservedConnection, frame: bytes, outcome: int, elapsed: float
