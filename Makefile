@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LISTEN ?= unix:/tmp/runner.sock
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-native test-pure test-dist lint bench clean redis-server fuzz
+.PHONY: install run test test-native test-pure test-dist test-stress mutate lint bench clean redis-server fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,13 +33,43 @@ redis-server:
 	    echo "make test: the Redis tests need redis-server: run 'sudo apt-get install redis-server' (Debian/Ubuntu)" >&2; exit 1; \
 	  fi; }
 
-# The suite twice (compiled kernels, then A6_NO_EXTENSIONS=1), the release as a user gets
-# it (test-dist), and every microbenchmark once as a plain test (--benchmark-disable: no
-# timing, just that each still runs).
+# The suite twice (compiled kernels, then A6_NO_EXTENSIONS=1) under coverage, the release
+# as a user gets it (check-dist), and every microbenchmark once as a plain test
+# (--benchmark-disable: no timing, just that each still runs). The four run at once (most
+# of a suite's time is spent waiting on the runners it starts); make prints each one's
+# output whole when it ends (-O). Coverage of both suites is combined (spawned runners and
+# forked workers included, see [tool.coverage.run]) and checked against the floors in
+# pyproject.toml.
+COVERAGE_DIR := $(CURDIR)/build/coverage
+COVERAGE := COVERAGE_FILE=$(COVERAGE_DIR)/data $(BIN)/python -m coverage
+TEST_PARTS := test-part-native test-part-pure test-part-dist test-part-bench
+.PHONY: $(TEST_PARTS)
+
 test: install redis-server
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	A6_NO_EXTENSIONS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
+	$(MAKE) --no-print-directory -j $(words $(TEST_PARTS)) -O $(TEST_PARTS)
+	$(COVERAGE) combine -q
+	$(COVERAGE) report
+	$(COVERAGE) json -q -o $(COVERAGE_DIR)/coverage.json
+	$(BIN)/python scripts/coverage-floors $(COVERAGE_DIR)/coverage.json
+
+# The parts of `make test` (run them through it: it prepares the coverage folder).
+test-part-native:
+	@echo "== make test: the suite, compiled kernels"
+	$(COVERAGE) run -m pytest $(PYTEST_ARGS)
+
+# The pure part leaves out the tests marked "runtime" (pyproject.toml): they test what is
+# around the kernels, which is the same code in both modes, and the native part runs them.
+test-part-pure:
+	@echo "== make test: the suite, pure Python (A6_NO_EXTENSIONS=1), runtime tests left to the native part"
+	A6_NO_EXTENSIONS=1 $(COVERAGE) run -m pytest -m "not runtime" $(PYTEST_ARGS)
+
+test-part-dist:
+	@echo "== make test: the release (sdist, native and pure wheels, each installed and called)"
 	$(BIN)/python scripts/check-dist
+
+test-part-bench:
+	@echo "== make test: every microbenchmark once"
 	$(BIN)/python -m pytest bench --benchmark-disable -q -p no:cacheprovider
 
 test-native: install redis-server
@@ -52,6 +82,22 @@ test-pure: install redis-server
 # without Cython and called over the socket (about a minute: one compile of the kernels).
 test-dist: install
 	$(BIN)/python scripts/check-dist
+
+# A flake check: the suite under CPU load (STRESS_BUSY spinning processes) in random
+# order, STRESS_RUNS times in a row, alternating native and pure (see scripts/stress).
+test-stress: install redis-server
+	$(BIN)/python scripts/stress $(PYTEST_ARGS)
+
+# Mutation testing, by hand (README): mutmut mutates the modules listed in pyproject.toml
+# ([tool.mutmut] only_mutate), runs the tests that reach each mutant and lists survivors.
+# Results stay in mutants/ (a second run only redoes what changed; rm -rf mutants to redo all).
+$(VENV)/.mutation: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,mutation]'
+	touch $@
+
+mutate: $(VENV)/.mutation
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results
 
 lint: install
 	$(BIN)/ruff check src tests plugins bench

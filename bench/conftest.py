@@ -10,27 +10,12 @@ native and python medians and the speedup.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from types import ModuleType
 from typing import Any
 
 import pytest
-
-from a6runner._kernels import load_twin, pure_requested
-
-NO_EXTENSIONS = pure_requested(os.environ)
-
-IMPLEMENTATIONS = ("native", "python")
-IMPL_PARAMS = [
-    pytest.param("python", id="python"),
-    pytest.param(
-        "native",
-        id="native",
-        marks=pytest.mark.skipif(NO_EXTENSIONS, reason="A6_NO_EXTENSIONS is set"),
-    ),
-]
-
+from implementations import IMPL_PARAMS, IMPLEMENTATIONS, load_kernel
 
 # What APISIX sends: lower-cased names, one entry per value.
 REQUEST_HEADERS = [
@@ -51,17 +36,17 @@ REQUEST_HEADERS = [
 
 @pytest.fixture(params=IMPL_PARAMS)
 def codec_impl(request: pytest.FixtureRequest) -> ModuleType:
-    return load_twin("codec", request.param)
+    return load_kernel("codec", request.param)
 
 
 @pytest.fixture(params=IMPL_PARAMS)
 def headers_impl(request: pytest.FixtureRequest) -> ModuleType:
-    return load_twin("headers", request.param)
+    return load_kernel("headers", request.param)
 
 
 @pytest.fixture(params=IMPL_PARAMS)
 def bodyrewrite_impl(request: pytest.FixtureRequest) -> ModuleType:
-    return load_twin("bodyrewrite", request.param)
+    return load_kernel("bodyrewrite", request.param)
 
 
 def _implementation_of(bench: Any) -> str | None:

@@ -49,6 +49,8 @@ def measure(
     driver: str, runner: str, scenario: str, conns: int, duration: float, warmup: float, relax: bool
 ) -> dict[str, str]:
     cmd = RUNNERS[runner]
+    if cmd is not None:
+        cmd = [*cmd, *bench.SCENARIOS[scenario].runner_args]  # e.g. the prefetch plugins
     common = ["--scenario", scenario, "--conns", str(conns)]
     common += ["--duration", str(duration), "--warmup", str(warmup)]
     if relax or cmd is None:

@@ -2,8 +2,9 @@
 
     .venv/bin/pytest bench/test_bench_codec.py --benchmark-only
 
-Inputs are built once with the pure builder (the ``flatbuffers`` runtime, like APISIX's
-own encoder), so both readers decode the very same bytes.
+The decoders' inputs are built once with the ``flatbuffers`` runtime and the generated
+code (back to front, like APISIX's own encoder), so both readers decode the very same
+bytes, laid out as APISIX lays them out.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+import flatbuffers
 import pytest
 from conftest import REQUEST_HEADERS
 
 from a6runner import _codec_py as reference
+from a6runner._fbs import HTTPReqCallReq, PrepareConfReq, TextEntry
 
 # Sub-microsecond calls: long rounds and a warmup keep timer overhead and calibration
 # from moving the medians between runs.
@@ -23,19 +26,61 @@ STEADY: dict[str, Any] = {"min_time": 0.0002, "warmup": True}
 REQUEST_ARGS = [("page", "2"), ("q", "gateway plugins"), ("verbose", None)]
 REQUEST_PATH = "/api/v1/users/42/orders"
 
-HTTP_REQ_CALL = reference.build_http_req_call_req(
-    123456, 7, 2, REQUEST_PATH, REQUEST_ARGS, REQUEST_HEADERS, bytes([203, 0, 113, 7])
-)
-HTTP_REQ_CALL_PAYLOAD = HTTP_REQ_CALL[4:]
 
-PREPARE_CONF_PAYLOAD = reference.build_prepare_conf_req(
-    [
-        ("say", '{"body": "hello", "status": 200, "headers": {"x-say": "hi"}}'),
-        ("limit_req", '{"rate": 100, "burst": 50, "key": "remote_addr"}'),
-        ("proxy_rewrite", '{"uri": "/v2/$1", "headers": {"x-rewritten": "1"}}'),
-    ],
-    "route#42:1700000000",
-)[4:]
+def apisix_entries(builder: flatbuffers.Builder, entries: list[tuple[str, Any]]) -> int:
+    tables = []
+    for name, value in entries:
+        name_offset = builder.CreateString(name)
+        value_offset = None if value is None else builder.CreateString(value)
+        TextEntry.Start(builder)
+        if value_offset is not None:
+            TextEntry.AddValue(builder, value_offset)
+        TextEntry.AddName(builder, name_offset)
+        tables.append(TextEntry.End(builder))
+    builder.StartVector(4, len(tables), 4)
+    for table in reversed(tables):
+        builder.PrependUOffsetTRelative(table)
+    return int(builder.EndVector())
+
+
+def apisix_http_req_call() -> bytes:
+    builder = flatbuffers.Builder(1024)
+    src_ip = builder.CreateByteVector(bytes([203, 0, 113, 7]))
+    path = builder.CreateString(REQUEST_PATH)
+    args = apisix_entries(builder, REQUEST_ARGS)
+    headers = apisix_entries(builder, REQUEST_HEADERS)
+    HTTPReqCallReq.Start(builder)
+    HTTPReqCallReq.AddHeaders(builder, headers)
+    HTTPReqCallReq.AddArgs(builder, args)
+    HTTPReqCallReq.AddPath(builder, path)
+    HTTPReqCallReq.AddSrcIp(builder, src_ip)
+    HTTPReqCallReq.AddId(builder, 123456)
+    HTTPReqCallReq.AddConfToken(builder, 7)
+    HTTPReqCallReq.AddMethod(builder, 2)
+    builder.Finish(HTTPReqCallReq.End(builder))
+    return bytes(builder.Output())
+
+
+def apisix_prepare_conf() -> bytes:
+    builder = flatbuffers.Builder(1024)
+    conf = apisix_entries(
+        builder,
+        [
+            ("say", '{"body": "hello", "status": 200, "headers": {"x-say": "hi"}}'),
+            ("limit_req", '{"rate": 100, "burst": 50, "key": "remote_addr"}'),
+            ("proxy_rewrite", '{"uri": "/v2/$1", "headers": {"x-rewritten": "1"}}'),
+        ],
+    )
+    key = builder.CreateString("route#42:1700000000")
+    PrepareConfReq.Start(builder)
+    PrepareConfReq.AddKey(builder, key)
+    PrepareConfReq.AddConf(builder, conf)
+    builder.Finish(PrepareConfReq.End(builder))
+    return bytes(builder.Output())
+
+
+HTTP_REQ_CALL_PAYLOAD = apisix_http_req_call()
+PREPARE_CONF_PAYLOAD = apisix_prepare_conf()
 
 RESPONSE_HEADERS = [
     ("content-type", "application/json; charset=utf-8"),

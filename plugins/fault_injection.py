@@ -33,13 +33,13 @@ class FaultInjection(Plugin):
         conf = self.parse_json_object(raw)
         status = conf.get("http_status")
         if not _is_int(status) or not 200 <= status <= 999:
-            raise ConfError(f"http_status must be an integer in 200..999, not {status!r}")
+            raise ConfError("http_status", "must be an integer in 200..999", got=status)
         body = conf.get("body", "")
         if not isinstance(body, str):
-            raise ConfError(f"body must be a string, not {body!r}")
+            raise ConfError("body", "must be a string", got=body)
         percentage = conf.get("percentage", 100)
         if not _is_int(percentage) or not 0 <= percentage <= 100:
-            raise ConfError(f"percentage must be an integer in 0..100, not {percentage!r}")
+            raise ConfError("percentage", "must be an integer in 0..100", got=percentage)
         return FaultInjectionConf(status, body.encode(), percentage)
 
     def request_filter(self, conf: FaultInjectionConf, req: Request) -> None:

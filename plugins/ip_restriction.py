@@ -29,15 +29,15 @@ class IPRestrictionConf:
 
 def _parse_networks(field: str, entries: object) -> tuple[Network, ...]:
     if not isinstance(entries, list) or not entries:
-        raise ConfError(f"{field} must be a non-empty list of addresses or CIDRs, not {entries!r}")
+        raise ConfError(field, "must be a non-empty list of addresses or CIDRs", got=entries)
     networks = []
-    for entry in entries:
+    for i, entry in enumerate(entries):
         if not isinstance(entry, str):
-            raise ConfError(f"{field}: {entry!r} is not a string")
+            raise ConfError(f"{field}[{i}]", "must be a string", got=entry)
         try:
             networks.append(ipaddress.ip_network(entry.strip(), strict=False))
         except ValueError:
-            raise ConfError(f"{field}: {entry!r} is not an IP address or CIDR") from None
+            raise ConfError(f"{field}[{i}]", "is not an IP address or CIDR") from None
     return tuple(networks)
 
 
@@ -51,7 +51,7 @@ class IPRestriction(Plugin):
         field = "whitelist" if "whitelist" in conf else "blacklist"
         message = conf.get("message", "Your IP address is not allowed")
         if not isinstance(message, str):
-            raise ConfError(f"message must be a string, not {message!r}")
+            raise ConfError("message", "must be a string", got=message)
         return IPRestrictionConf(
             _parse_networks(field, conf[field]),
             allow_listed=field == "whitelist",

@@ -50,30 +50,28 @@ class ProxyRewriteConf:
 
 def _parse_edits(field: str, edits: object) -> MapEdits:
     if not isinstance(edits, dict):
-        raise ConfError(f"{field} must be an object with set, add and/or remove, not {edits!r}")
+        raise ConfError(field, "must be an object with set, add and/or remove", got=edits)
     unknown = set(edits) - {"set", "add", "remove"}
     if unknown:
-        raise ConfError(f"{field}: unknown keys {sorted(unknown)} (expected set, add, remove)")
+        raise ConfError(field, f"unknown keys {sorted(unknown)} (expected set, add, remove)")
     pairs = {}
     for op in ("set", "add"):
         mapping = edits.get(op, {})
         if not isinstance(mapping, dict) or not all(
             k and isinstance(v, str) for k, v in mapping.items()
         ):
-            raise ConfError(f"{field}.{op} must map names to string values, not {mapping!r}")
+            raise ConfError(f"{field}.{op}", "must map names to string values", got=mapping)
         pairs[op] = tuple(mapping.items())
     remove = edits.get("remove", [])
     if not isinstance(remove, list) or not all(isinstance(n, str) and n for n in remove):
-        raise ConfError(f"{field}.remove must be a list of names, not {remove!r}")
+        raise ConfError(f"{field}.remove", "must be a list of names", got=remove)
     return MapEdits(tuple(remove), pairs["set"], pairs["add"])
 
 
 def _optional_str(conf: dict[str, Any], field: str) -> str | None:
     value = conf.get(field)
     if value is not None and (not isinstance(value, str) or not value or value != value.strip()):
-        raise ConfError(
-            f"{field} must be a non-empty string without surrounding spaces, not {value!r}"
-        )
+        raise ConfError(field, "must be a non-empty string without surrounding spaces", got=value)
     return value
 
 
@@ -84,7 +82,7 @@ class ProxyRewrite(Plugin):
         conf = self.parse_json_object(raw)
         uri = _optional_str(conf, "uri")
         if uri is not None and (not uri.startswith("/") or "?" in uri):
-            raise ConfError(f"uri must be a path starting with / and without a query, not {uri!r}")
+            raise ConfError("uri", "must be a path starting with / and without a query", got=uri)
         return ProxyRewriteConf(
             uri,
             _optional_str(conf, "host"),

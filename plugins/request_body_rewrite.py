@@ -24,7 +24,7 @@ class RequestBodyRewrite(Plugin):
         conf = self.parse_json_object(raw)
         new_body = conf.get("new_body", "")
         if not isinstance(new_body, str):
-            raise ConfError(f"new_body must be a string, not {new_body!r}")
+            raise ConfError("new_body", "must be a string", got=new_body)
         return RequestBodyRewriteConf(new_body.encode())
 
     def request_filter(self, conf: RequestBodyRewriteConf, req: Request) -> None:

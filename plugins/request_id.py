@@ -47,13 +47,13 @@ class RequestId(Plugin):
         conf = self.parse_json_object(raw)
         header_name = conf.get("header_name", "X-Request-Id")
         if not isinstance(header_name, str) or not _HEADER_NAME.fullmatch(header_name):
-            raise ConfError(f"header_name must be a valid header name, not {header_name!r}")
+            raise ConfError("header_name", "must be a valid header name", got=header_name)
         include = conf.get("include_in_response", True)
         if not isinstance(include, bool):
-            raise ConfError(f"include_in_response must be true or false, not {include!r}")
+            raise ConfError("include_in_response", "must be true or false", got=include)
         algorithm = conf.get("algorithm", "uuid")
         if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
-            raise ConfError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
+            raise ConfError("algorithm", f"must be one of {', '.join(ALGORITHMS)}", got=algorithm)
         return RequestIdConf(header_name, include, ALGORITHMS[algorithm])
 
     def request_filter(self, conf: RequestIdConf, req: Request) -> None:

@@ -46,7 +46,7 @@ def _is_int(value: object) -> TypeGuard[int]:
 def _string_list(conf: dict[str, Any], field: str) -> list[str]:
     value = conf.get(field, [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfError(f"{field} must be a list of non-empty strings, not {value!r}")
+        raise ConfError(field, "must be a list of non-empty strings", got=value)
     return value
 
 
@@ -60,17 +60,17 @@ class RequestValidation(Plugin):
     def parse_conf(self, raw: bytes) -> RequestValidationConf:
         conf = self.parse_json_object(raw)
         types = _string_list(conf, "allowed_content_types")
-        for t in types:
+        for i, t in enumerate(types):
             if _media_type(t).count("/") != 1 or _media_type(t) != t.strip().lower():
                 raise ConfError(
-                    f"allowed_content_types: {t!r} is not a media type like 'type/subtype'"
+                    f"allowed_content_types[{i}]", "is not a media type like 'type/subtype'"
                 )
         max_body = conf.get("max_body_bytes")
         if max_body is not None and (not _is_int(max_body) or max_body < 0):
-            raise ConfError(f"max_body_bytes must be an integer >= 0, not {max_body!r}")
+            raise ConfError("max_body_bytes", "must be an integer >= 0", got=max_body)
         status = conf.get("reject_status", 400)
         if not _is_int(status) or not 400 <= status <= 599:
-            raise ConfError(f"reject_status must be an integer in 400..599, not {status!r}")
+            raise ConfError("reject_status", "must be an integer in 400..599", got=status)
         return RequestValidationConf(
             frozenset(_media_type(t) for t in types),
             max_body,

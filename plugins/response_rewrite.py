@@ -31,13 +31,13 @@ class ResponseRewriteConf:
 
 def _parse_filters(filters: object) -> BodyRewriter | None:
     if not isinstance(filters, list):
-        raise ConfError(f"filters must be a list, not {filters!r}")
+        raise ConfError("filters", "must be a list", got=filters)
     if not filters:
         return None
     compiled = []
     for i, f in enumerate(filters):
         if not isinstance(f, dict) or "regex" not in f:
-            raise ConfError(f"filters[{i}] must be an object with a regex, not {f!r}")
+            raise ConfError(f"filters[{i}]", "must be an object with a regex", got=f)
         compiled.append((f["regex"], f.get("scope", "once"), f.get("replace", "")))
     return BodyRewriter(compiled)  # ConfError for a bad regex or scope
 
@@ -53,17 +53,15 @@ class ResponseRewrite(Plugin):
             or not isinstance(status, int)
             or not (status == 0 or 100 <= status <= 999)
         ):
-            raise ConfError(
-                f"status must be 0 (unchanged) or an integer in 100..999, not {status!r}"
-            )
+            raise ConfError("status", "must be 0 (unchanged) or an integer in 100..999", got=status)
         headers = conf.get("headers", {})
         if not isinstance(headers, dict) or not all(
             isinstance(k, str) and k and isinstance(v, str) for k, v in headers.items()
         ):
-            raise ConfError(f"headers must map header names to string values, not {headers!r}")
+            raise ConfError("headers", "must map header names to string values", got=headers)
         body = conf.get("body", "")
         if not isinstance(body, str):
-            raise ConfError(f"body must be a string, not {body!r}")
+            raise ConfError("body", "must be a string", got=body)
         return ResponseRewriteConf(
             status, tuple(headers.items()), body.encode(), _parse_filters(conf.get("filters", []))
         )

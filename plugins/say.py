@@ -24,7 +24,7 @@ class Say(Plugin):
         conf = self.parse_json_object(raw)
         body = conf.get("body", "")
         if not isinstance(body, str):
-            raise ConfError(f"body must be a string, not {body!r}")
+            raise ConfError("body", "must be a string", got=body)
         return SayConf(body.encode())
 
     # A plain ``def``: nothing to await, so the runner answers inline (the fast path).

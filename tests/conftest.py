@@ -1,10 +1,7 @@
 """Shared fixtures: every kernel test runs against both implementations.
 
-``codec``, ``headers_mod`` and ``bodyrewrite_mod`` are parametrized over the pure-Python
-twin (``python``) and the compiled module (``native``, marker ``native``). Under
-``A6_NO_EXTENSIONS=1`` the native cases are skipped: that run is about the pure runner,
-and the native cases ran in the normal run (where a missing native module is a failure,
-see test_kernels.py).
+``codec``, ``headers_mod`` and ``bodyrewrite_mod`` are parametrized over the implementation
+list in implementations.py (shared with bench/).
 """
 
 from __future__ import annotations
@@ -14,10 +11,7 @@ from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, settings
-
-from a6runner._kernels import load_twin, pure_requested
-
-NO_EXTENSIONS = pure_requested(os.environ)
+from implementations import IMPL_PARAMS, NO_EXTENSIONS, load_kernel
 
 settings.register_profile(
     "default",
@@ -27,22 +21,6 @@ settings.register_profile(
 )
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
-IMPL_PARAMS = [
-    pytest.param("python", id="python"),
-    pytest.param(
-        "native",
-        id="native",
-        marks=[
-            pytest.mark.native,
-            pytest.mark.skipif(NO_EXTENSIONS, reason="A6_NO_EXTENSIONS is set"),
-        ],
-    ),
-]
-
-
-def load_kernel(family: str, impl: str) -> ModuleType:
-    return load_twin(family, "native" if impl == "native" else "python")
 
 
 @pytest.fixture(params=IMPL_PARAMS)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
+import time
+from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from a6runner import ConfError, Plugin, Request, Response
@@ -132,13 +137,73 @@ class BadConf(Plugin):
 
 
 class Sleepy(Plugin):
-    """Sleeps conf["seconds"], then answers conf["body"]."""
+    """Sleeps conf["seconds"], then answers conf["body"] (with ``--call-timeout`` below
+    the sleep: a call that always times out)."""
 
     name = "sleepy"
 
     async def request_filter(self, conf: Any, req: Request) -> None:
         await asyncio.sleep(conf["seconds"])
         req.respond(200, conf.get("body", "slept"))
+
+
+class Hold(Plugin):
+    """Holds the call until the test releases it (see ``Holding``): first writes the pid of
+    the serving process to conf["entered"], then waits for the file conf["release"].
+    conf["block"] true: a plain filter that holds its whole event loop (a busy worker);
+    else the call waits in a task and the loop goes on. Gives up after HOLD_LIMIT seconds
+    (a failing test must not hang), then answers conf["body"] either way."""
+
+    name = "hold"
+
+    def request_filter(self, conf: Any, req: Request) -> Awaitable[None] | None:
+        entered = Path(conf["entered"])
+        scratch = entered.with_suffix(".writing")
+        scratch.write_text(str(os.getpid()))
+        os.replace(scratch, entered)  # the test never reads a half-written pid
+        if not conf.get("block"):
+            return self._wait(conf, req)
+        deadline = time.monotonic() + HOLD_LIMIT
+        while not os.path.exists(conf["release"]) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        req.respond(200, conf.get("body", "released"))
+        return None
+
+    async def _wait(self, conf: Any, req: Request) -> None:
+        deadline = time.monotonic() + HOLD_LIMIT
+        while not os.path.exists(conf["release"]) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        req.respond(200, conf.get("body", "released"))
+
+
+HOLD_LIMIT = 60.0
+
+
+class Holding:
+    """The test's side of one ``hold`` call: its conf, when it entered, its release."""
+
+    def __init__(self, folder: Path, *, block: bool = False, body: str = "released") -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._entered = folder / f"hold-{id(self)}.entered"
+        self._release = folder / f"hold-{id(self)}.release"
+        self.conf = {
+            "entered": str(self._entered),
+            "release": str(self._release),
+            "block": block,
+            "body": body,
+        }
+
+    def wait_entered(self, timeout: float = 30.0) -> int:
+        """Wait until the call is held in the runner; the pid of the process holding it."""
+        deadline = time.monotonic() + timeout
+        while not self._entered.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the hold plugin was never called")
+            time.sleep(0.005)
+        return int(self._entered.read_text())
+
+    def release(self) -> None:
+        self._release.touch()
 
 
 class CountParses(Plugin):
@@ -205,6 +270,69 @@ class WhichProcess(Plugin):
         req.respond(200, str(os.getpid()))
 
 
+class FiltersThatCannotBeRead(Plugin):
+    """Reading its filter raises: the runner cannot build the chain of a conf naming it."""
+
+    name = "filters-that-cannot-be-read"
+
+    @property
+    def request_filter(self) -> Any:  # type: ignore[override]
+        raise RuntimeError("no filter here")
+
+
+class Fatal(BaseException):
+    """Not an Exception: slips past every ``except Exception`` of a call."""
+
+
+class RaisesBaseException(Plugin):
+    name = "raises-base-exception"
+
+    async def request_filter(self, conf: Any, req: Request) -> None:
+        raise Fatal("not an Exception")
+
+
+class IgnoresCancellation(Plugin):
+    """Asks a var; if the call is cancelled meanwhile (APISIX went away) it carries on and
+    asks again, as a careless plugin swallowing CancelledError would."""
+
+    name = "ignores-cancellation"
+
+    async def request_filter(self, conf: Any, req: Request) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await req.var("first")
+        await req.var("second")
+
+
+class AsyncMarker(Plugin):
+    """Like marker, after awaiting: the rest of the chain then runs in the call's task."""
+
+    name = "async-marker"
+
+    async def request_filter(self, conf: Any, req: Request) -> None:
+        await asyncio.sleep(0)
+        req.headers.add("x-ran", conf["mark"])
+
+
+class RespIdentity(Plugin):
+    """Answers what a response filter knows of its call: id, conf token, services."""
+
+    name = "resp-identity"
+
+    def response_filter(self, conf: Any, resp: Response) -> None:
+        seen = {"id": resp.id, "conf_token": resp.conf_token, "status": resp.status}
+        seen["has_services"] = resp.services is not None
+        resp.set_body(json.dumps(seen))
+
+
+class DrivesVarByHand(Plugin):
+    """A plain filter that runs ``req.var()`` by hand instead of awaiting it."""
+
+    name = "drives-var-by-hand"
+
+    def request_filter(self, conf: Any, req: Request) -> None:
+        req.var("remote_addr").send(None)
+
+
 ALL = [
     EchoInput,
     Stopper,
@@ -214,10 +342,16 @@ ALL = [
     BigStop,
     Boom,
     BadConf,
-    Sleepy,
+    Hold,
     CountParses,
     RespMod,
     RespSetHeader,
     Marker,
     WhichProcess,
+    FiltersThatCannotBeRead,
+    RaisesBaseException,
+    IgnoresCancellation,
+    AsyncMarker,
+    RespIdentity,
+    DrivesVarByHand,
 ]

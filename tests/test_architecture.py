@@ -15,6 +15,8 @@ import a6native
 import a6runner
 from a6runner import Request, Response, ResponseWriter
 
+pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
+
 SRC = Path(a6runner.__file__).parent
 
 

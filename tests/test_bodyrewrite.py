@@ -6,9 +6,9 @@ import re
 from types import ModuleType
 
 import pytest
-from conftest import NO_EXTENSIONS, load_kernel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from implementations import NO_EXTENSIONS, load_kernel
 
 from a6runner._errors import ConfError
 
@@ -244,20 +244,26 @@ def test_template_without_groups_in_pattern(bodyrewrite_mod: ModuleType) -> None
 @pytest.mark.parametrize(
     ("filters", "message"),
     [
-        ([("(", "once", "x")], "filter 0"),
-        ([("a", "once", "x"), ("a**", "global", "x")], "filter 1"),
-        ([("a", "once", "x"), ("b", "global", "y"), ("a{99999999999}", "once", "")], "filter 2"),
-        ([("(?P<1>x)", "once", "x")], "filter 0"),
-        ([("a", "twice", "x")], "filter 0"),
-        ([("a", "", "x")], "filter 0"),
-        ([("a", "ONCE", "x")], "filter 0"),
-        ([("a", "once", "x"), (b"a", "once", "x")], "filter 1"),
-        ([("a", None, "x")], "filter 0"),
-        ([("a", "once", 1)], "filter 0"),
-        ([("a", "once")], "filter 0"),
-        ([("a", "once", "x"), None], "filter 1"),
-        ([("\ud800", "once", "x")], "filter 0"),
-        ([("a", "once", "\ud800")], "filter 0"),
+        ([("(", "once", "x")], r"^filters\[0\]\.regex: does not compile \(at position 0\)$"),
+        ([("a", "once", "x"), ("a**", "global", "x")], r"^filters\[1\]\.regex: does not compile"),
+        (
+            [("a", "once", "x"), ("b", "global", "y"), ("a{99999999999}", "once", "")],
+            r"^filters\[2\]\.regex: does not compile",
+        ),
+        ([("(?P<1>x)", "once", "x")], r"^filters\[0\]\.regex: does not compile"),
+        ([("a", "twice", "x")], r"^filters\[0\]\.scope: must be 'once' or 'global'$"),
+        ([("a", "", "x")], r"^filters\[0\]\.scope: must be 'once' or 'global'$"),
+        ([("a", "ONCE", "x")], r"^filters\[0\]\.scope: must be 'once' or 'global'$"),
+        (
+            [("a", "once", "x"), (b"a", "once", "x")],
+            r"^filters\[1\]\.regex: must be a string \(got another value\)$",
+        ),
+        ([("a", None, "x")], r"^filters\[0\]\.scope: must be a string \(got null\)$"),
+        ([("a", "once", 1)], r"^filters\[0\]\.replace: must be a string \(got a number\)$"),
+        ([("a", "once")], r"^filters\[0\]: expected \(regex, scope, replace\)$"),
+        ([("a", "once", "x"), None], r"^filters\[1\]: expected \(regex, scope, replace\)$"),
+        ([("\ud800", "once", "x")], r"^filters\[0\]\.regex: does not compile$"),
+        ([("a", "once", "\ud800")], r"^filters\[0\]\.replace: is not valid UTF-8 text$"),
     ],
 )
 def test_bad_filters_are_conf_errors(

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,35 +24,55 @@ from a6runner import bench as lg
 from a6runner._kernels import codec as kcodec
 from a6runner.testing import RunnerProcess, spawn_runner
 
+pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
+
 
 def _cfg(sock: str, scenario: str, conns: int = 4) -> lg.DriverConfig:
     sc = lg.SCENARIOS[scenario]
     return lg.DriverConfig(sock, sc, conns, sc.plugin, sc.conf, sc.expect)
 
 
+def drive_until(
+    cfg: lg.DriverConfig,
+    seen: Callable[[lg.DriverResult], bool],
+    warmup_s: float = 0.2,
+    duration_s: float = 0.8,
+    **kwargs: int,
+) -> lg.DriverResult:
+    """A busy machine may leave a short window (almost) no calls: drive again, up to 20
+    windows, until one shows what the test checks. Returns the last result."""
+    for _ in range(20):
+        res = lg.drive(cfg, warmup_s, duration_s, **kwargs)
+        if seen(res):
+            break
+    return res
+
+
 @pytest.fixture(scope="module")
 def runner() -> Iterator[RunnerProcess]:
-    with spawn_runner(conf_expire_time=3600) as handle:
+    # the bench plugins for the prefetch scenarios, beside the bundled ones
+    with spawn_runner(["--plugins", "a6runner.bench.plugins"], conf_expire_time=3600) as handle:
         yield handle
         handle.stop()
 
 
 @pytest.mark.parametrize("scenario", sorted(lg.SCENARIOS))
 def test_scenario_against_runner(runner: RunnerProcess, scenario: str) -> None:
-    res = lg.drive(_cfg(runner.socket_path, scenario), warmup_s=0.2, duration_s=0.8)
+    res = drive_until(_cfg(runner.socket_path, scenario), lambda r: r.calls > 0)
     assert res.errors == 0, (res.counts, res.messages)
     assert res.calls > 0
     assert sum(res.hist.values()) == res.calls
     assert res.rps > 0 and res.elapsed_s > 0
-    asks = lg.SCENARIOS[scenario].asks
+    sc = lg.SCENARIOS[scenario]
+    asks, trips = sc.asks, sc.expected_round_trips
     # a call in flight when the warm-up ended may have asked before the counters were reset
     assert res.calls * asks - 4 * asks <= res.extra <= res.calls * asks + 4 * asks
-    # a6runner asks one question at a time: one round trip each
-    assert res.round_trips == res.extra
+    # one round trip per question, but one for all of a prefetch
+    assert res.round_trips * asks == res.extra * trips
 
 
 def test_procs_split_connections(runner: RunnerProcess) -> None:
-    res = lg.drive(_cfg(runner.socket_path, "say", conns=5), 0.2, 0.8, procs=2)
+    res = drive_until(_cfg(runner.socket_path, "say", conns=5), lambda r: r.calls > 0, procs=2)
     assert res.conns == 5
     assert res.errors == 0, (res.counts, res.messages)
     assert res.calls > 0 and sum(res.hist.values()) == res.calls
@@ -127,6 +147,7 @@ class FakeRunner:
     def close(self) -> None:
         self.listener.close()
         os.unlink(self.path)
+        os.rmdir(os.path.dirname(self.path))
 
 
 @pytest.fixture
@@ -145,7 +166,7 @@ def faulty() -> Iterator[FakeRunner]:
 
 @pytest.mark.parametrize("scenario", ["resp-rewrite", "resp-filter-body"])
 def test_response_scenarios_against_go_like_runner(fake: FakeRunner, scenario: str) -> None:
-    res = lg.drive(_cfg(fake.path, scenario, conns=3), 0.2, 0.8)
+    res = drive_until(_cfg(fake.path, scenario, conns=3), lambda r: r.calls > 0)
     assert res.errors == 0, (res.counts, res.messages)
     assert res.calls > 0
     # every call fetched the body through ExtraInfo (a call in flight when the warm-up
@@ -164,7 +185,7 @@ def test_answers_larger_than_the_socket_buffer(fake: FakeRunner) -> None:
 
 
 def test_wrong_reply_id_is_an_error(faulty: FakeRunner) -> None:
-    res = lg.drive(_cfg(faulty.path, "say", conns=2), 0.2, 0.8)
+    res = drive_until(_cfg(faulty.path, "say", conns=2), lambda r: r.counts["bad_id"] > 0)
     # good and bad replies alternate on every connection, so the fast path (which takes
     # replies that match a reply already validated) has been armed when wrong ids come
     assert res.calls > 0
@@ -174,7 +195,8 @@ def test_wrong_reply_id_is_an_error(faulty: FakeRunner) -> None:
 
 
 def test_wrong_reply_id_is_an_error_for_responses(faulty: FakeRunner) -> None:
-    res = lg.drive(_cfg(faulty.path, "resp-filter-body", conns=2), 0.2, 0.8)
+    cfg = _cfg(faulty.path, "resp-filter-body", conns=2)
+    res = drive_until(cfg, lambda r: r.counts["bad_id"] > 0)
     assert res.calls > 0
     assert res.counts["bad_id"] > 0 and res.errors == res.counts["bad_id"]
 
@@ -182,7 +204,7 @@ def test_wrong_reply_id_is_an_error_for_responses(faulty: FakeRunner) -> None:
 def test_no_id_check_accepts_any_id(faulty: FakeRunner) -> None:
     cfg = _cfg(faulty.path, "say", conns=2)
     cfg.check_id = False
-    res = lg.drive(cfg, 0.2, 0.8)
+    res = drive_until(cfg, lambda r: r.calls > 0)
     assert res.calls > 0 and res.errors == 0
 
 
@@ -205,10 +227,11 @@ def test_closed_connection_is_an_error_and_reconnects() -> None:
 
     threading.Thread(target=serve, daemon=True).start()
     try:
-        res = lg.drive(_cfg(path, "say", conns=1), 0.0, 0.5)
+        res = drive_until(_cfg(path, "say", conns=1), lambda r: r.counts["reconnects"] > 0, 0, 0.5)
     finally:
         listener.close()
         os.unlink(path)
+        os.rmdir(os.path.dirname(path))
     assert res.calls == 0
     assert res.counts["conn_closed"] > 0 and res.counts["reconnects"] > 0
     assert res.errors == res.counts["conn_closed"]
@@ -220,8 +243,11 @@ def test_closed_connection_is_an_error_and_reconnects() -> None:
 def test_cli_starts_measures_and_stops_the_runner(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--scenario", "noop", "--conns", "2", "--duration", "0.6", "--warmup", "0.2"]
     argv += ["--json", "--", sys.executable, "-m", "a6runner", "run"]
-    assert lg.main(argv) == 0
-    rep = json.loads(capsys.readouterr().out)
+    for _ in range(5):  # a busy machine may leave the short window no calls: measure again
+        assert lg.main(argv) == 0
+        rep = json.loads(capsys.readouterr().out)
+        if rep["calls"] > 0:
+            break
     assert rep["scenario"] == "noop" and rep["errors"] == 0 and rep["calls"] > 0
     assert rep["runner_alive"] is True and rep["runner_exit"] == 0
     assert rep["runner_cpu_us_per_call"] is not None and rep["runner_rss_kb"] > 0

@@ -422,7 +422,7 @@ def test_worker_reports_keep_what_exited_workers_counted() -> None:
     assert counters["calls"]["http_req_call", "stop"] == 8
     assert gauges == {"connections": 3, "buffered_bytes": 20}
     reports.report(1, snapshot(7, 2))  # reports are cumulative: the last one counts
-    reports.worker_exited(1, replaced=True)
+    reports.worker_exited(1, died=True)
     reports.report(3, snapshot(1, 0))  # its replacement starts from zero
     counters, gauges = reports.totals()
     assert counters["calls"]["http_req_call", "stop"] == 11
@@ -432,7 +432,7 @@ def test_worker_reports_keep_what_exited_workers_counted() -> None:
     now[0] += HEALTH_STALE + 1
     reports.report(3, snapshot(1, 0))
     assert reports.alive([2, 3]) == 1
-    reports.worker_exited(9, replaced=False)  # never reported: nothing to keep
+    reports.worker_exited(9, died=False)  # never reported: nothing to keep
     assert reports.restarts == 1
 
 

@@ -91,7 +91,7 @@ def test_custom_message_is_json_escaped(apisix: Client) -> None:
         ({"whitelist": ["10.0.0.0/33"]}, "not an IP address or CIDR"),
         ({"whitelist": ["not-an-ip"]}, "not an IP address or CIDR"),
         ({"blacklist": ["2001:db8::/129"]}, "not an IP address or CIDR"),
-        ({"whitelist": [10]}, "not a string"),
+        ({"whitelist": [10]}, r"whitelist\[0\]: must be a string \(got a number\)"),
         ({"whitelist": []}, "non-empty list"),
         ({"whitelist": "10.0.0.0/8"}, "non-empty list"),
         ({"whitelist": ["10.0.0.0/8"], "message": 5}, "message"),

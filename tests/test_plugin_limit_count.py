@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from worker_connections import connection_on_each_worker
 
 from a6runner import ConfError
 from a6runner.plugins.limit_count import LimitCount
 from a6runner.testing import Client, Reply, RunnerHandle, RunnerProcess, run_runner, spawn_runner
 
 SERVED_BY = str(Path(__file__).with_name("limit_plugins.py"))
+SUPPORT = str(Path(__file__).with_name("support_plugins.py"))  # "hold", for one client per worker
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +213,8 @@ def workers() -> Iterator[RunnerProcess]:
     with (
         tempfile.TemporaryDirectory(prefix="a6runner-test-") as sockets,
         spawn_runner(
-            ["--workers", "2", "--plugins", SERVED_BY], socket_path=f"{sockets}/w"
+            ["--workers", "2", "--plugins", SERVED_BY, "--plugins", SUPPORT],
+            socket_path=f"{sockets}/w",
         ) as handle,
     ):
         yield handle
@@ -222,29 +225,11 @@ def served_by(reply: Reply) -> str | None:
     return dict(entries).get("X-Served-By")
 
 
-def one_client_per_worker(runner: RunnerProcess, probe: int) -> list[Client]:
-    """Connections land on whichever worker accepts first: open them until each of the two
-    workers holds one; the others are closed."""
-    by_worker: dict[str, Client] = {}
-    for _ in range(500):
-        client = runner.client()
-        pid = served_by(client.http_req_call(probe))
-        if pid is None or pid in by_worker:
-            client.close()
-        else:
-            by_worker[pid] = client
-        if len(by_worker) == 2:
-            break
-    assert len(by_worker) == 2, "the second worker never accepted a connection"
-    return list(by_worker.values())
-
-
-def test_local_count_holds_across_workers(workers: RunnerProcess) -> None:
+def test_local_count_holds_across_workers(workers: RunnerProcess, tmp_path: Path) -> None:
     with workers.client() as setup:
-        probe = setup.prepare_conf([("served-by", {})])
         conf = {"count": 10, "time_window": 60, "rejected_code": 429}
         token = setup.prepare_conf([("served-by", {}), ("limit-count", conf)])
-    clients = one_client_per_worker(workers, probe)
+    clients = list(connection_on_each_worker(workers, tmp_path).values())
     try:
         replies = [clients[i % 2].http_req_call(token, src_ip="127.0.0.10") for i in range(30)]
     finally:

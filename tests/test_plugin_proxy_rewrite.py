@@ -117,15 +117,18 @@ def test_nothing_changed_is_no_action(apisix: Client, conf: object) -> None:
 @pytest.mark.parametrize(
     "conf, reason",
     [
-        ({"uri": "relative"}, "uri must be a path"),
-        ({"uri": "/a?b=1"}, "uri must be a path"),
+        ({"uri": "relative"}, "uri: must be a path"),
+        ({"uri": "/a?b=1"}, "uri: must be a path"),
         ({"uri": ""}, "uri"),
         ({"uri": 5}, "uri"),
         ({"host": ""}, "host"),
         ({"host": " spaced "}, "host"),
         ({"host": 5}, "host"),
         ({"headers": {"X-Foo": "bar"}}, "unknown keys"),
-        ({"headers": ["x"]}, "headers must be an object"),
+        (
+            {"headers": ["x"]},
+            r"headers: must be an object with set, add and/or remove \(got an array\)",
+        ),
         ({"headers": {"set": {"X-A": 1}}}, r"headers\.set"),
         ({"headers": {"set": {"": "x"}}}, r"headers\.set"),
         ({"headers": {"add": ["X-A"]}}, r"headers\.add"),

@@ -43,7 +43,10 @@ def test_later_plugins_still_run(apisix: Client) -> None:
 
 @pytest.mark.parametrize(
     "conf, reason",
-    [({"new_body": 5}, "new_body must be a string"), ("x", "must be a JSON object")],
+    [
+        ({"new_body": 5}, r"new_body: must be a string \(got a number\)"),
+        ("x", "must be a JSON object"),
+    ],
 )
 def test_bad_conf_is_rejected_and_skipped(apisix: Client, conf: object, reason: str) -> None:
     with pytest.raises(ConfError, match=reason):

@@ -150,7 +150,7 @@ def test_no_request_phase(apisix: Client) -> None:
         ({"filters": [{"regex": "a", "scope": "sometimes", "replace": "x"}]}, "filter"),
         ({"filters": [{"replace": "x"}]}, r"filters\[0\]"),
         ({"filters": [{"regex": 5}]}, "filter"),
-        ({"filters": {"regex": "a"}}, "filters must be a list"),
+        ({"filters": {"regex": "a"}}, r"filters: must be a list \(got an object\)"),
         ({"status": "200"}, "status"),
         ({"status": -1}, "status"),
         ({"status": 1000}, "status"),

@@ -61,8 +61,8 @@ def test_a_conf_with_empty_body_lets_the_next_plugin_answer(apisix: Client) -> N
 @pytest.mark.parametrize(
     "conf, reason",
     [
-        ({"body": 5}, "body must be a string"),
-        ({"body": None}, "body must be a string"),
+        ({"body": 5}, r"body: must be a string \(got a number\)"),
+        ({"body": None}, r"body: must be a string \(got null\)"),
         (["hello"], "must be a JSON object"),
         ('{"body": ', "not valid JSON"),
     ],

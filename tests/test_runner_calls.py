@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import socket
-import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from support_plugins import ALL, CountParses
+from fake_clock import FakeClock
+from support_plugins import ALL, CountParses, Holding
 
 from a6runner._kernels import codec
 from a6runner.testing import Client, RunnerHandle, decode_reply, run_runner
@@ -20,6 +22,19 @@ from a6runner.testing import Client, RunnerHandle, decode_reply, run_runner
 def runner() -> Iterator[RunnerHandle]:
     with run_runner(plugins=ALL) as handle:
         yield handle
+
+
+@pytest.fixture(autouse=True)
+def no_event_loop_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """An exception in a callback of the runner's loop is logged by asyncio, not raised:
+    a test would pass over it."""
+    yield
+    errors = [
+        record
+        for record in caplog.get_records("setup") + caplog.get_records("call")
+        if record.name == "asyncio" and record.levelno >= logging.ERROR
+    ]
+    assert not errors, [record.getMessage() for record in errors]
 
 
 @pytest.fixture
@@ -82,15 +97,35 @@ def test_unknown_token_then_connection_still_usable(apisix: Client) -> None:
     assert apisix.http_req_call(token).body == b"ok"
 
 
-def test_expired_token_is_forgotten_and_reprepare_works() -> None:
-    with run_runner(plugins=ALL, conf_expire_time=0.05) as runner, runner.client() as apisix:
+def test_a_token_expires_after_the_ttl_x_1_2_and_its_key_then_gives_a_new_one() -> None:
+    clock = FakeClock()
+    with (
+        run_runner(plugins=ALL, conf_expire_time=100, clock=clock) as runner,
+        runner.client() as apisix,
+    ):
         token = apisix.prepare_conf([("stopper", {"body": "fresh"})], key="k")
+        clock.advance(119)
         assert apisix.http_req_call(token).body == b"fresh"
-        time.sleep(0.2)  # past 0.05 s x 1.2
+        clock.advance(1)  # 100 s x 1.2 since PrepareConf
         assert apisix.http_req_call(token).error == "CONF_TOKEN_NOT_FOUND"
         new_token = apisix.prepare_conf([("stopper", {"body": "fresh"})], key="k")
         assert new_token != token
         assert apisix.http_req_call(new_token).body == b"fresh"
+
+
+def test_a_key_prepared_again_after_expiry_never_gets_the_dead_token() -> None:
+    """The re-prepare that follows CONF_TOKEN_NOT_FOUND must not get the expired token back
+    (APISIX would loop), even when no call looked the dead token up in between."""
+    clock = FakeClock()
+    with (
+        run_runner(plugins=ALL, conf_expire_time=1, clock=clock) as runner,
+        runner.client() as apisix,
+    ):
+        token = apisix.prepare_conf([("stopper", {"body": "x"})], key="k")
+        clock.advance(2)
+        new_token = apisix.prepare_conf([("stopper", {"body": "x"})], key="k")
+        assert new_token != token
+        assert apisix.http_req_call(new_token).body == b"x"
 
 
 # -- HTTPReqCall: input ---------------------------------------------------------------------
@@ -168,6 +203,20 @@ def test_stop_keeps_resp_headers_of_earlier_plugins(apisix: Client) -> None:
     reply = apisix.http_req_call(token)
     assert reply.action == "stop"
     assert reply.headers == [("x-request-id", "abc"), ("www-authenticate", "Basic")]
+
+
+def test_a_stop_header_replaces_an_earlier_resp_header_of_that_name_in_any_case(
+    apisix: Client,
+) -> None:
+    token = apisix.prepare_conf(
+        [
+            ("rewriter", {"resp_headers": [["X-Same", "early"], ["x-other", "1"]]}),
+            ("stopper", {"status": 401, "headers": [["x-same", "stop"]]}),
+        ]
+    )
+    reply = apisix.http_req_call(token)
+    assert reply.action == "stop"
+    assert reply.headers == [("x-other", "1"), ("x-same", "stop")]
 
 
 # -- Rewrite ------------------------------------------------------------------------------------
@@ -277,6 +326,64 @@ def test_ask_vars_and_missing_var(apisix: Client) -> None:
     assert reply.asked == [("var", "remote_addr"), ("var", "request_time"), ("var", "nope")]
 
 
+def test_var_values_that_are_not_utf8_reach_the_plugin_intact(apisix: Client) -> None:
+    token = apisix.prepare_conf([("ask-vars", {"vars": ["raw"]})])
+    reply = apisix.http_req_call(token, vars={"raw": b"\xffok"})
+    assert json.loads(reply.body or b"") == {"raw": "\udcffok"}  # surrogateescape
+
+
+def test_after_an_async_filter_the_rest_of_the_chain_runs_in_order(apisix: Client) -> None:
+    token = apisix.prepare_conf(
+        [
+            ("async-marker", {"mark": "1"}),
+            ("marker", {"mark": "2"}),  # returns True: not awaitable, ignored
+            ("async-marker", {"mark": "3"}),
+            ("marker", {"mark": "4"}),
+        ]
+    )
+    reply = apisix.http_req_call(token, headers=[("host", "h")])
+    assert reply.action == "rewrite"
+    assert dict(reply.headers) == {"x-ran": "1, 2, 3, 4"}
+
+
+def test_a_filter_stopping_after_an_async_filter_ends_the_chain(apisix: Client) -> None:
+    token = apisix.prepare_conf(
+        [
+            ("async-marker", {"mark": "1"}),
+            ("stopper", {"status": 403, "body": "stopped"}),
+            ("marker", {"mark": "never"}),
+        ]
+    )
+    reply = apisix.http_req_call(token, headers=[("host", "h")])
+    assert (reply.action, reply.status, reply.body) == ("stop", 403, b"stopped")
+
+
+def test_a_response_filter_knows_its_call(apisix: Client) -> None:
+    token = apisix.prepare_conf([("resp-identity", {})])
+    reply = apisix.http_resp_call(token, status=201, id=42)
+    assert json.loads(reply.body or b"") == {
+        "id": 42,
+        "conf_token": token,
+        "status": 201,
+        "has_services": True,
+    }
+
+
+def test_an_absent_response_body_reads_as_empty(apisix: Client) -> None:
+    token = apisix.prepare_conf([("resp-mod", {"read_body": True})])
+    reply = apisix.http_resp_call(token, headers=[("content-type", "text/plain")], body=None)
+    assert reply.asked == [("resp_body", None)]
+    assert reply.body is None  # b"".upper(): an empty new body means unchanged (PROTOCOL.md)
+
+
+def test_extra_info_outside_a_call_task_is_a_clear_plugin_error(
+    apisix: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = apisix.prepare_conf([("drives-var-by-hand", {})])
+    assert apisix.http_req_call(token).error == "SERVICE_UNAVAILABLE"
+    assert "ExtraInfo is only available while a call is in flight" in caplog.text
+
+
 @pytest.mark.parametrize(
     "body",
     [b"", b"plain text", b"a=1&b=2", json.dumps({"k": [1, 2]}).encode(), bytes(range(256))],
@@ -301,10 +408,15 @@ def test_15_mib_request_body_and_15_mib_stop_body(apisix: Client) -> None:
     assert reply.action == "stop" and reply.body == b"x" * (15 * 1024 * 1024)
 
 
-def test_reply_too_large_to_frame_is_an_error_and_connection_survives(apisix: Client) -> None:
+def test_reply_too_large_to_frame_is_an_error_and_connection_survives(
+    apisix: Client, caplog: pytest.LogCaptureFixture
+) -> None:
     token = apisix.prepare_conf([("big-stop", {"size": 17 * 1024 * 1024})])
-    reply = apisix.http_req_call(token)
+    reply = apisix.http_req_call(token, id=32)
     assert reply.kind == "error" and reply.error == "SERVICE_UNAVAILABLE"
+    logged = caplog.text
+    assert "call 32: reply too large to frame (" in logged
+    assert "): answered SERVICE_UNAVAILABLE" in logged and "(None)" not in logged
     ok = apisix.prepare_conf([("stopper", {"body": "still here"})])
     assert apisix.http_req_call(ok).body == b"still here"
 
@@ -373,10 +485,16 @@ def test_response_unchanged_is_empty(apisix: Client) -> None:
 # -- errors ---------------------------------------------------------------------------------------
 
 
-def test_plugin_exception_is_service_unavailable_and_connection_survives(apisix: Client) -> None:
+def test_plugin_exception_is_service_unavailable_and_connection_survives(
+    apisix: Client, caplog: pytest.LogCaptureFixture
+) -> None:
     token = apisix.prepare_conf([("boom", {})])
-    assert apisix.http_req_call(token).error == "SERVICE_UNAVAILABLE"
-    assert apisix.http_resp_call(token).error == "SERVICE_UNAVAILABLE"
+    reply = apisix.http_req_call(token, id=31)
+    assert reply.error == "SERVICE_UNAVAILABLE"
+    assert "call 31: plugin 'boom' request filter raised RuntimeError: answered" in caplog.text
+    assert "Traceback" in caplog.text and "plugin bug" in caplog.text  # for the plugin's author
+    assert apisix.http_resp_call(token, id=33).error == "SERVICE_UNAVAILABLE"  # async filter
+    assert "call 33: plugin 'boom' response filter raised RuntimeError: answered" in caplog.text
     ok = apisix.prepare_conf([("stopper", {"body": "fine"})])
     assert apisix.http_req_call(ok).body == b"fine"
 
@@ -448,17 +566,22 @@ def test_200_connections_50_calls_each_no_cross_talk(runner: RunnerHandle) -> No
     asyncio.run(main())
 
 
-def test_a_sleeping_filter_does_not_hold_up_other_connections(runner: RunnerHandle) -> None:
+def test_a_waiting_filter_does_not_hold_up_other_connections(
+    runner: RunnerHandle, tmp_path: Path
+) -> None:
+    held = Holding(tmp_path, body="slow")
+
     async def main() -> None:
         slow = await runner.async_client()
         fast = await runner.async_client()
-        sleepy = await slow.prepare_conf([("sleepy", {"seconds": 1.0, "body": "slow"})])
+        holding = await slow.prepare_conf([("hold", held.conf)])
         quick = await fast.prepare_conf([("stopper", {"body": "quick"})])
-        slow_call = asyncio.ensure_future(slow.http_req_call(sleepy))
-        await asyncio.sleep(0.05)  # the slow call is now sleeping inside the runner
+        slow_call = asyncio.ensure_future(slow.http_req_call(holding))
+        await asyncio.to_thread(held.wait_entered)  # the slow call waits inside the runner
         for _ in range(20):
             assert (await fast.http_req_call(quick)).body == b"quick"
-        assert not slow_call.done()  # 20 fast calls finished while it still sleeps
+        assert not slow_call.done()  # 20 fast calls finished while it still waits
+        held.release()
         assert (await slow_call).body == b"slow"
         await slow.close()
         await fast.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -10,8 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from support_plugins import Holding
 
-from a6runner.testing import spawn_runner
+from a6runner._kernels import codec
+from a6runner.testing import RunnerProcess, decode_reply, spawn_runner
+
+pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
 
 SUPPORT = str(Path(__file__).with_name("support_plugins.py"))
 
@@ -30,6 +35,17 @@ def run_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def wait_for_log(runner: RunnerProcess, text: str, timeout: float = 30.0) -> str:
+    """Wait until the runner's log says ``text``; the log."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while text not in (log := runner.log()):
+        assert time.monotonic() < deadline, f"{text!r} never logged:\n{log}"
+        time.sleep(0.01)
+    return log
 
 
 def test_socket_mode_is_0766_and_socket_removed_at_exit(tmp_path: Path) -> None:
@@ -128,9 +144,14 @@ def test_conf_expire_time_comes_from_the_environment(tmp_path: Path) -> None:
     import time
 
     with spawn_runner(["--plugins", SUPPORT], conf_expire_time=0.1) as runner:
+        wait_for_log(runner, "conf TTL 0.12s")  # APISIX_CONF_EXPIRE_TIME x 1.2
         with runner.client() as apisix:
             token = apisix.prepare_conf([("stopper", {"body": "x"})])
-            time.sleep(0.3)  # past 0.1 s x 1.2
+            # The default TTL (an hour) would outlive this loop by far.
+            deadline = time.monotonic() + 30
+            while apisix.http_req_call(token).kind != "error":
+                assert time.monotonic() < deadline, "the token never expired"
+                time.sleep(0.01)
             assert apisix.http_req_call(token).error == "CONF_TOKEN_NOT_FOUND"
         runner.stop()
 
@@ -223,15 +244,76 @@ def test_entry_point_plugins_are_discovered(tmp_path: Path) -> None:
 
 
 def test_tokens_of_a_previous_runner_are_not_found_after_a_restart(tmp_path: Path) -> None:
-    """APISIX's 'token refresh after the runner lost it': CONF_TOKEN_NOT_FOUND, then it
-    prepares again and the new token works."""
+    """APISIX's 'token refresh after the runner lost it': the new runner hands out other
+    tokens than the old one did (it starts at a random point), so an old token is
+    CONF_TOKEN_NOT_FOUND there even once confs were prepared; APISIX prepares again."""
     path = str(tmp_path / "r.sock")
+    confs = [[("say", {"body": f"route {i}"})] for i in range(20)]
     with spawn_runner(socket_path=path) as first, first.client() as apisix:
-        old = apisix.prepare_conf([("say", {"body": "one"})], key="route")
-        assert apisix.http_req_call(old).body == b"one"
+        old = [apisix.prepare_conf(conf) for conf in confs]
+        assert apisix.http_req_call(old[0]).body == b"route 0"
         first.stop()
     with spawn_runner(socket_path=path) as second, second.client() as apisix:
-        assert apisix.http_req_call(old).error == "CONF_TOKEN_NOT_FOUND"
-        new = apisix.prepare_conf([("say", {"body": "one"})], key="route")
-        assert apisix.http_req_call(new).body == b"one"
+        new = [apisix.prepare_conf(conf) for conf in confs]
+        assert set(old).isdisjoint(new)
+        for token in old:
+            assert apisix.http_req_call(token).error == "CONF_TOKEN_NOT_FOUND"
+        assert apisix.http_req_call(new[0]).body == b"route 0"
         second.stop()
+
+
+def test_accept_failing_for_lack_of_descriptors_keeps_serving_what_it_has() -> None:
+    """EMFILE on accept: the connections the runner has keep working, and the waiting
+    connection is taken once a descriptor is free again."""
+    with spawn_runner(["--plugins", SUPPORT]) as runner:
+        pid = runner.process.pid
+        first = runner.client()
+        token = first.prepare_conf([("stopper", {"body": "served"})])
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        in_use = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+        limit = max(in_use) + 1
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, hard))
+        # connections that take the free descriptors below the limit, so none is left
+        fillers = [runner.client() for _ in range(limit - len(in_use))]
+        waiting = runner.client()  # the connect succeeds: it waits in the backlog
+        try:
+            for filler in fillers:
+                assert filler.http_req_call(token).body == b"served"
+            waiting.send_raw(codec.build_http_req_call_req(9, token, 0, "/", [], [], None))
+            assert "Too many open files" in wait_for_log(runner, "accept failed")
+            assert first.http_req_call(token).body == b"served"
+            first.close()  # frees a descriptor: the waiting connection is accepted
+            reply = decode_reply(*waiting.read_frame())
+            assert reply.id == 9 and reply.body == b"served"
+        finally:
+            for client in [first, waiting, *fillers]:
+                client.close()
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        assert runner.stop() == 0
+
+
+def test_a_call_still_running_after_the_grace_period_is_abandoned_at_shutdown(
+    tmp_path: Path,
+) -> None:
+    held = Holding(tmp_path)  # waits in a task: SIGTERM is handled, the call never ends
+    with spawn_runner(["--plugins", SUPPORT]) as runner, runner.client() as apisix:
+        token = apisix.prepare_conf([("hold", held.conf)])
+        apisix.send_raw(codec.build_http_req_call_req(1, token, 0, "/", [], [], None))
+        held.wait_entered()
+        runner.process.send_signal(signal.SIGTERM)
+        assert runner.process.wait(30) == 0
+        with pytest.raises(ConnectionError):
+            apisix.read_frame()  # closed unanswered: APISIX retries elsewhere
+        log = runner.log()  # (spawn_runner removes the log when the block ends)
+    assert "1 calls still running at shutdown: abandoned" in log
+    assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_either_event_loop_serves_calls_and_extra_info(loop: str) -> None:
+    with spawn_runner(["--loop", loop, "--plugins", SUPPORT]) as runner:
+        with runner.client() as apisix:
+            token = apisix.prepare_conf([("ask-vars", {"vars": ["remote_addr"]})])
+            reply = apisix.http_req_call(token, vars={"remote_addr": "10.0.0.3"})
+            assert reply.body == b'{"remote_addr": "10.0.0.3"}'
+        assert runner.stop() == 0

@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from fake_clock import FakeClock
 
 from a6runner._services import TokenBuckets
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_burst_goes_at_once_then_one_per_interval() -> None:
@@ -58,3 +51,45 @@ def test_full_buckets_are_forgotten_and_memory_stays_bounded() -> None:
     assert (
         buckets.reserve("busy", 0.001, 1) is not None and buckets.reserve("busy", 0.001, 1) > 1000
     )
+
+
+def test_a_changed_rate_or_burst_starts_a_new_bucket() -> None:
+    buckets = TokenBuckets(FakeClock())
+    assert buckets.reserve("k", 1, 1) == 0.0  # empty now
+    assert buckets.reserve("k", 1, 5) == 0.0  # the burst changed: a new, full bucket
+    assert buckets.reserve("k", 2, 5) == 0.0  # the rate changed: again
+    assert [buckets.reserve("k", 2, 5) for _ in range(4)] == [0.0, 0.0, 0.0, 0.0]
+    assert buckets.reserve("k", 2, 5) == 0.5
+
+
+def test_the_sweep_runs_once_every_sweep_interval_and_no_sooner() -> None:
+    clock = FakeClock()
+    buckets = TokenBuckets(clock)
+    buckets.reserve("early", 100, 1)
+    clock.advance(TokenBuckets.SWEEP_EVERY)  # exactly due
+    buckets.reserve("due", 100, 1)
+    assert len(buckets) == 1  # "early" had refilled: forgotten
+    clock.advance(1)  # "due" has refilled too, but the next sweep is a minute away
+    buckets.reserve("later", 100, 1)
+    assert len(buckets) == 2
+    assert buckets.forget_full() == 1  # by hand, on the bucket clock: "due" goes
+    assert len(buckets) == 1  # "later" was emptied this very moment
+
+
+def test_a_partly_refilled_bucket_lets_a_caller_through_at_once() -> None:
+    clock = FakeClock()
+    buckets = TokenBuckets(clock)
+    assert [buckets.reserve("k", 1, 2) for _ in range(2)] == [0.0, 0.0]
+    clock.advance(1.5)  # 1.5 tokens back: one caller goes at once, half a token is left
+    assert buckets.reserve("k", 1, 2) == 0.0
+    assert buckets.reserve("k", 1, 2) == pytest.approx(0.5)
+
+
+def test_slow_buckets_are_forgotten_too_once_full() -> None:
+    clock = FakeClock()
+    buckets = TokenBuckets(clock)
+    buckets.reserve("slow", 0.5, 1)  # refills in 2 s
+    buckets.reserve("never", 0, 1)  # rate 0: never refills, never forgotten
+    clock.advance(TokenBuckets.SWEEP_EVERY)
+    assert buckets.forget_full() == 1
+    assert len(buckets) == 1 and buckets.reserve("never", 0, 1) is None

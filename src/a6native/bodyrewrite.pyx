@@ -3,8 +3,9 @@
 ``a6runner._bodyrewrite_py``. Contract: bodyrewrite.pyi.
 
 Each replacement template (Go ``regexp.Expand`` syntax) is parsed once, at conf time,
-into pieces: literal bytes and group numbers (named groups resolved, references to
-groups that do not exist dropped since they expand to nothing). A template without
+by ``a6native.rewrite_filters`` (shared with the pure twin) into pieces: literal bytes
+and group numbers (named groups resolved, references to groups that do not exist
+dropped since they expand to nothing). A template without
 group references is handed to ``re.subn`` as a plain literal, which ``re`` copies in C.
 One with group references is expanded here, into a single C buffer: from
 ``pattern.split`` (text and groups of every match come out of ``re`` in C, with the same
@@ -13,15 +14,15 @@ does not return), by walking ``finditer`` / ``search`` and copying the spans of 
 Either way no Python function is called per match (``re.sub`` with a template would).
 """
 
-import re
-
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 
-from a6runner._bodyrewrite_py import compile_filters
+from a6native.rewrite_filters import compile_filters
+
+__all__ = ["BodyRewriter"]
 
 # -- output buffer -------------------------------------------------------------------------
 

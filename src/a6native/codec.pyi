@@ -36,32 +36,34 @@ Building rules
   Entries are ``(name, value)``; ``value=None`` writes a TextEntry without value.
 * An integer outside its field's range (uint32 ids/tokens, uint16 status, ubyte method/code)
   raises ``OverflowError``; a wrong type raises ``TypeError``.
-* Output must decode with the ``flatbuffers`` runtime + generated code (src/a6runner/_fbs)
-  and with our own readers. Byte-for-byte equality between implementations is NOT required.
+* Both implementations write the same bytes: the root offset, then each table's vtable
+  just before the table, each child after the offset that points to it, everything 4-byte
+  aligned and zero-padded (codec_builders.pxi; tests/test_codec_builders_identical.py).
+* Output must decode with the ``flatbuffers`` runtime + generated code (src/a6runner/_fbs,
+  the tests' independent reference; the runner itself never imports them) and with our
+  own readers.
 """
 
 from collections.abc import Sequence
 
-FRAME_HEADER_SIZE: int  # 4
-MAX_PAYLOAD_SIZE: int  # 16_777_215
-
-RPC_ERROR: int  # 0
-RPC_PREPARE_CONF: int  # 1
-RPC_HTTP_REQ_CALL: int  # 2
-RPC_EXTRA_INFO: int  # 3
-RPC_HTTP_RESP_CALL: int  # 4
-
-ERR_BAD_REQUEST: int  # 0
-ERR_SERVICE_UNAVAILABLE: int  # 1
-ERR_CONF_TOKEN_NOT_FOUND: int  # 2
-
-INFO_VAR: int  # 1
-INFO_REQ_BODY: int  # 2
-INFO_RESP_BODY: int  # 3
-
-ACTION_NONE: int  # 0
-ACTION_STOP: int  # 1
-ACTION_REWRITE: int  # 2
+# The protocol vocabulary (frame types, error codes, info kinds, action tags, frame
+# limits), defined in a6native.protocol and re-exported by both implementations.
+from a6native.protocol import ACTION_NONE as ACTION_NONE
+from a6native.protocol import ACTION_REWRITE as ACTION_REWRITE
+from a6native.protocol import ACTION_STOP as ACTION_STOP
+from a6native.protocol import ERR_BAD_REQUEST as ERR_BAD_REQUEST
+from a6native.protocol import ERR_CONF_TOKEN_NOT_FOUND as ERR_CONF_TOKEN_NOT_FOUND
+from a6native.protocol import ERR_SERVICE_UNAVAILABLE as ERR_SERVICE_UNAVAILABLE
+from a6native.protocol import FRAME_HEADER_SIZE as FRAME_HEADER_SIZE
+from a6native.protocol import INFO_REQ_BODY as INFO_REQ_BODY
+from a6native.protocol import INFO_RESP_BODY as INFO_RESP_BODY
+from a6native.protocol import INFO_VAR as INFO_VAR
+from a6native.protocol import MAX_PAYLOAD_SIZE as MAX_PAYLOAD_SIZE
+from a6native.protocol import RPC_ERROR as RPC_ERROR
+from a6native.protocol import RPC_EXTRA_INFO as RPC_EXTRA_INFO
+from a6native.protocol import RPC_HTTP_REQ_CALL as RPC_HTTP_REQ_CALL
+from a6native.protocol import RPC_HTTP_RESP_CALL as RPC_HTTP_RESP_CALL
+from a6native.protocol import RPC_PREPARE_CONF as RPC_PREPARE_CONF
 
 TextEntries = Sequence[tuple[str, str | bytes | None]]
 

@@ -28,6 +28,8 @@ from cpython.unicode cimport (
     PyUnicode_READ,
 )
 
+__all__ = ["MultiMap"]
+
 cdef uint64_t _FNV_OFFSET = 14695981039346656037ULL
 cdef uint64_t _FNV_PRIME = 1099511628211ULL
 cdef enum:

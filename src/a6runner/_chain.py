@@ -59,10 +59,7 @@ def error_frame(exc: BaseException, context: str) -> bytes:
         log.error("%s: %s: cancelled, answered SERVICE_UNAVAILABLE", context, exc)
     else:
         log.error(
-            "%s: internal error %s: answered SERVICE_UNAVAILABLE",
-            context,
-            type(exc).__name__,
-            exc_info=exc,
+            "%s failed: %s: answered SERVICE_UNAVAILABLE", context, type(exc).__name__, exc_info=exc
         )
     return ERR_SERVICE_UNAVAILABLE
 

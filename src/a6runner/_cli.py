@@ -1,15 +1,59 @@
-"""``a6-runner``: run the runner, list plugins, measure it."""
+"""The ``a6-runner`` command: run the runner, list its plugins, send one call, measure it."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ._errors import A6Error
+from ._logging import FORMATS
 from ._registry import PluginLoadError, add_plugin_options, build_registry
 from ._runner import run, version
 from ._settings import DEFAULT_CALL_TIMEOUT, DEFAULT_FRAME_MEMORY, DEFAULT_STALL_WARNING, Limits
+
+DESCRIPTION = (
+    "a6runner: the Python plugin runner for Apache APISIX. APISIX starts 'a6-runner run' "
+    "and calls it over a unix socket; the other commands are for you."
+)
+COMMANDS = {
+    "run": "serve APISIX on APISIX_LISTEN_ADDRESS (what APISIX's ext-plugin.cmd starts)",
+    "plugins": "list the registered plugins and where each came from",
+    "call": "send one call to a runner and print the answer (curl for the runner)",
+    "bench": "APISIX-like end-to-end load driver",
+}
+EXIT_STATUS = """\
+exit status:
+  0  done (run: a clean shutdown)
+  1  a runtime or configuration error: a bad setting, socket path or log file
+  2  a usage error (a bad flag), or plugins that do not load"""
+MAIN_EPILOG = (
+    "Run 'a6-runner COMMAND --help' for a command's options.\n\n"
+    + EXIT_STATUS
+    + "\n  3  call only: no runner to talk to"
+)
+RUN_EPILOG = f"""\
+environment (APISIX sets the first two; the flags above override them):
+  APISIX_LISTEN_ADDRESS   unix:/path/to/runner.sock, where to listen
+  APISIX_CONF_EXPIRE_TIME seconds APISIX caches a conf token (default 3600)
+  A6_NO_EXTENSIONS        1: use the pure-Python kernels even when compiled ones exist
+
+signals:
+  TERM, INT  finish the calls in flight, remove the socket, exit 0
+  HUP        reload the plugins' code; tokens stay valid, calls in flight finish on
+             the old code (with --workers N the workers are replaced one by one)
+  USR1       reopen --log-file (for logrotate)
+
+{EXIT_STATUS}"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors end with where to find help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\nRun '{self.prog} --help' for help.\n")
 
 
 def _socket_mode(value: str) -> int:
@@ -23,10 +67,23 @@ def _socket_mode(value: str) -> int:
 
 
 def _positive_int(value: str) -> int:
-    n = int(value)
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
     if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value!r}")
     return n
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {value!r}")
+    return seconds
 
 
 def _seconds(value: str) -> float:
@@ -74,15 +131,27 @@ def _add_observability_options(p_run: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="a6-runner", description=__doc__)
+    parser = _Parser(
+        prog="a6-runner",
+        description=DESCRIPTION,
+        epilog=MAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=version())
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
-    p_run = sub.add_parser("run", help="serve APISIX on APISIX_LISTEN_ADDRESS")
+    p_run = sub.add_parser(
+        "run",
+        help=COMMANDS["run"],
+        description="Serve APISIX: listen on the unix socket APISIX_LISTEN_ADDRESS names "
+        "and run the plugins its routes ask for, until SIGTERM.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p_run.add_argument("--listen", metavar="unix:PATH", help="overrides APISIX_LISTEN_ADDRESS")
     p_run.add_argument(
         "--conf-expire-time",
-        type=float,
+        type=_positive_seconds,
         metavar="SECONDS",
         help="overrides APISIX_CONF_EXPIRE_TIME (confs are kept 1.2 times as long)",
     )
@@ -90,12 +159,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--socket-mode", type=_socket_mode, default=0o766, metavar="OCTAL", help="default 0766"
     )
     p_run.add_argument(
-        "--workers", type=_positive_int, default=1, help="worker processes (default 1)"
+        "--workers", type=_positive_int, default=1, metavar="N", help="worker processes (default 1)"
     )
     p_run.add_argument(
         "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="event loop"
     )
-    p_run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p_run.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="the least severe lines logged; debug adds a line per call (default info)",
+    )
+    p_run.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help="write the log to this file (appended; reopened on SIGUSR1, for logrotate) "
+        "instead of stderr, which APISIX copies into its error log",
+    )
+    p_run.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="text lines (default), or one JSON object per line",
+    )
+    p_run.add_argument(
+        "--reload",
+        action="store_true",
+        help="for development: reload the plugins when a file of theirs (--plugins) "
+        "changes; needs the watchfiles package (pip install 'a6runner[reload]')",
+    )
     p_run.add_argument(
         "--socket-group",
         metavar="GROUP",
@@ -135,13 +227,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_plugin_options(p_run)
     _add_observability_options(p_run)
 
-    p_plugins = sub.add_parser("plugins", help="list the registered plugins and their origin")
+    p_plugins = sub.add_parser(
+        "plugins",
+        help=COMMANDS["plugins"],
+        description="List the plugins 'a6-runner run' would serve with the same options: "
+        "each name and where it came from (bundled, an entry point, a path or module).",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_plugin_options(p_plugins)
 
     # listed here for --help; main() hands them their arguments before parsing
-    sub.add_parser("call", help="send one call to a runner, print the answer", add_help=False)
-    sub.add_parser("bench", help="APISIX-like end-to-end load driver", add_help=False)
+    sub.add_parser("call", help=COMMANDS["call"], add_help=False)
+    sub.add_parser("bench", help=COMMANDS["bench"], add_help=False)
     return parser
+
+
+def _no_command(parser: argparse.ArgumentParser) -> int:
+    parser.print_usage(sys.stderr)
+    commands = "\n".join(f"  {name:<9} {text}" for name, text in COMMANDS.items())
+    print(
+        f"a6-runner: error: no command given; the commands are:\n{commands}\n"
+        "Run 'a6-runner COMMAND --help' for a command's options, 'a6-runner --help' for more.",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,7 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .bench.cli import main as bench_main
 
         return bench_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        return _no_command(parser)
     try:
         if args.command == "run":
             return run(
@@ -171,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 limits=Limits(args.call_timeout, args.max_frame_memory, args.stall_warning),
                 socket_group=args.socket_group,
                 parent_watch=not args.no_parent_watch,
+                log_file=args.log_file,
+                log_format=args.log_format,
+                reload=args.reload,
                 metrics=args.metrics,
                 otel=args.otel,
             )

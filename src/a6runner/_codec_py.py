@@ -3,7 +3,13 @@
 Function for function a mirror of src/a6native/codec.pyi, which states the rules both
 implementations follow. Readers are hand-written and bounds-checked: they validate the
 whole reachable structure eagerly, remember where each field lives, and build the Python
-objects on first access. Builders use the ``flatbuffers`` runtime and the generated helpers.
+objects on first access. Builders write the very layout of the compiled twin's, byte for
+byte, packed with ``struct``; the ``flatbuffers`` runtime and the generated code in
+``a6runner._fbs`` are only the tests' independent reference.
+
+The sections come in the order of the compiled twin's parts, so the two read side by
+side: shared pieces (codec.pyx), frames (codec_frames.pxi), readers (codec_readers.pxi),
+builders (codec_builders.pxi).
 """
 
 from __future__ import annotations
@@ -12,54 +18,84 @@ import struct
 from collections.abc import Sequence
 from typing import Final
 
-import flatbuffers
-
-from a6runner._errors import DecodeError, FrameTooLarge
-from a6runner._fbs import (
-    ErrResp,
-    ExtraInfoReq,
-    ExtraInfoResp,
-    HTTPReqCallResp,
-    HTTPRespCallResp,
-    PrepareConfResp,
-    ReqBody,
-    RespBody,
-    Rewrite,
-    Stop,
-    TextEntry,
-    Var,
+from a6native.errors import DecodeError, FrameTooLarge
+from a6native.protocol import (
+    ACTION_NONE,
+    ACTION_REWRITE,
+    ACTION_STOP,
+    ERR_BAD_REQUEST,
+    ERR_CONF_TOKEN_NOT_FOUND,
+    ERR_SERVICE_UNAVAILABLE,
+    FRAME_HEADER_SIZE,
+    INFO_REQ_BODY,
+    INFO_RESP_BODY,
+    INFO_VAR,
+    MAX_PAYLOAD_SIZE,
+    RPC_ERROR,
+    RPC_EXTRA_INFO,
+    RPC_HTTP_REQ_CALL,
+    RPC_HTTP_RESP_CALL,
+    RPC_PREPARE_CONF,
 )
-from a6runner._fbs import HTTPReqCallReq as _HTTPReqCallReqTable
-from a6runner._fbs import HTTPRespCallReq as _HTTPRespCallReqTable
-from a6runner._fbs import PrepareConfReq as _PrepareConfReqTable
-
-FRAME_HEADER_SIZE: Final = 4
-MAX_PAYLOAD_SIZE: Final = 16_777_215
-
-RPC_ERROR: Final = 0
-RPC_PREPARE_CONF: Final = 1
-RPC_HTTP_REQ_CALL: Final = 2
-RPC_EXTRA_INFO: Final = 3
-RPC_HTTP_RESP_CALL: Final = 4
-
-ERR_BAD_REQUEST: Final = 0
-ERR_SERVICE_UNAVAILABLE: Final = 1
-ERR_CONF_TOKEN_NOT_FOUND: Final = 2
-
-INFO_VAR: Final = 1
-INFO_REQ_BODY: Final = 2
-INFO_RESP_BODY: Final = 3
-
-ACTION_NONE: Final = 0
-ACTION_STOP: Final = 1
-ACTION_REWRITE: Final = 2
 
 TextEntries = Sequence[tuple[str, str | bytes | None]]
+
+__all__ = [
+    "ACTION_NONE",
+    "ACTION_REWRITE",
+    "ACTION_STOP",
+    "ERR_BAD_REQUEST",
+    "ERR_CONF_TOKEN_NOT_FOUND",
+    "ERR_SERVICE_UNAVAILABLE",
+    "FRAME_HEADER_SIZE",
+    "INFO_REQ_BODY",
+    "INFO_RESP_BODY",
+    "INFO_VAR",
+    "MAX_PAYLOAD_SIZE",
+    "RPC_ERROR",
+    "RPC_EXTRA_INFO",
+    "RPC_HTTP_REQ_CALL",
+    "RPC_HTTP_RESP_CALL",
+    "RPC_PREPARE_CONF",
+    "FrameSplitter",
+    "HTTPReqCallReq",
+    "HTTPRespCallReq",
+    "PrepareConfReq",
+    "TextEntries",
+    "build_err_resp",
+    "build_extra_info_req",
+    "build_extra_info_resp",
+    "build_http_req_call_req",
+    "build_http_req_call_resp",
+    "build_http_resp_call_req",
+    "build_http_resp_call_resp",
+    "build_prepare_conf_req",
+    "build_prepare_conf_resp",
+    "build_rewrite",
+    "build_stop",
+    "decode_err_resp",
+    "decode_extra_info_resp",
+    "decode_frame_header",
+    "decode_http_req_call_req",
+    "decode_http_resp_call_req",
+    "decode_prepare_conf_req",
+    "encode_frame",
+    "encode_frame_header",
+]
 
 _ENCODING: Final = "utf-8"
 _ERRORS: Final = "surrogateescape"
 
+
+def _payload(buf: bytes) -> bytes:
+    if type(buf) is bytes:
+        return buf
+    # memoryview() refuses ints, which bytes() would turn into zero-filled buffers.
+    return memoryview(buf).tobytes()
+
+
 # --- frames -------------------------------------------------------------------------
+# (native: codec_frames.pxi)
 
 _frame_header = struct.Struct(">I")
 _read_frame_header = _frame_header.unpack_from
@@ -153,6 +189,7 @@ class FrameSplitter:
 
 
 # --- reader primitives --------------------------------------------------------------
+# (native: codec_readers.pxi, after the wire primitives of flatbuffers_layout.pxd)
 # Positions are absolute offsets into the payload. A field position of 0 means "absent"
 # (a present field is at t + off with off >= 1, so it is never 0). A string span of
 # (-1, -1) means an absent string.
@@ -161,6 +198,20 @@ _read_u32 = struct.Struct("<I").unpack_from
 _read_i32 = struct.Struct("<i").unpack_from
 _read_vtable_head = struct.Struct("<HH").unpack_from
 _read_slots = [struct.Struct(f"<{count}H").unpack_from for count in range(8)]
+
+
+def _u32s(count: int) -> struct.Struct:
+    """``count`` uint32 in a row: a vector's links, read or written at once."""
+    layout = _U32S.get(count)
+    if layout is None:
+        layout = struct.Struct(f"<{count}I")
+        if count <= _LINKS_PER_READ + 1:
+            _U32S[count] = layout
+    return layout
+
+
+_LINKS_PER_READ: Final = 64  # the longest vector whose links are read at once
+_U32S: dict[int, struct.Struct] = {}
 
 _Span = tuple[int, int, int, int]
 
@@ -173,13 +224,6 @@ _HTTP_REQ_CALL_REQ_WIDTHS: Final = (4, _OFFSET, 1, _OFFSET, _OFFSET, _OFFSET, 4)
 _HTTP_RESP_CALL_REQ_WIDTHS: Final = (4, 2, _OFFSET, 4)
 _EXTRA_INFO_RESP_WIDTHS: Final = (_OFFSET,)  # result
 _ERR_RESP_WIDTHS: Final = (1,)  # code
-
-
-def _payload(buf: bytes) -> bytes:
-    if type(buf) is bytes:
-        return buf
-    # memoryview() refuses ints, which bytes() would turn into zero-filled buffers.
-    return memoryview(buf).tobytes()
 
 
 def _table_fields(buf: bytes, size: int, table: int, widths: tuple[int, ...]) -> list[int]:
@@ -229,61 +273,141 @@ def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
     """Validate a [TextEntry] field; (name_start, name_end, value_start, value_end) per
     entry, an absent name as (0, 0) (reads as ""), an absent value as (-1, -1).
 
-    The hot loop of every request: _table_fields and _vector are inlined (same checks,
-    same order) to spend one Python frame per vector instead of four per entry.
+    The hot loop of every request. Entries laid out the usual way go through
+    _usual_entry_spans; any other vector is checked entry by entry with _entry_span.
     """
-    spans: list[_Span] = []
     if not field:
-        return spans
+        return []
     start, count = _vector(buf, size, field, 4)
+    if not count:
+        return []
+    if start >= 8 and count <= _LINKS_PER_READ:
+        try:
+            spans = _usual_entry_spans(buf, size, start, count)
+        except struct.error:  # a read past the end: _entry_span below says where
+            spans = None
+        if spans is not None:
+            return spans
     read_u32 = _read_u32
-    read_pair = _read_vtable_head  # two u16: (vtsize, tsize) or (name slot, value slot)
-    for element in range(start, start + 4 * count, 4):
-        entry = element + read_u32(buf, element)[0]
-        if entry + 4 > size:
-            raise DecodeError(f"table at {entry} runs past the end ({size} bytes)")
-        vtable = entry - _read_i32(buf, entry)[0]
-        if vtable < 0 or vtable + 4 > size:
-            raise DecodeError(f"vtable of the table at {entry} is out of bounds")
-        vtable_size, table_size = read_pair(buf, vtable)
-        if vtable_size & 1 or vtable_size < 4 or vtable + vtable_size > size:
-            raise DecodeError(f"bad vtable size {vtable_size} at {vtable}")
-        if table_size < 4 or entry + table_size > size:
-            raise DecodeError(f"bad table size {table_size} at {entry}")
-        if vtable_size >= 8:
-            name_offset, value_offset = read_pair(buf, vtable + 4)
-        elif vtable_size == 6:
-            name_offset, value_offset = read_pair(buf, vtable + 2)[1], 0
+    return [
+        _entry_span(buf, size, element + read_u32(buf, element)[0])
+        for element in range(start, start + 4 * count, 4)
+    ]
+
+
+# An entry's vtable read as one uint64 (size 8, table size 4..12, the name and value
+# slots), for the shapes builders write -> where the links sit: 1 name @4 and value @8,
+# 2 name @8 and value @4, 3 name @4 alone, 4 name @8 alone.
+_USUAL_ENTRY_SHAPES: Final = {
+    8 | table_size << 16 | name << 32 | value << 48: slots
+    for table_size in range(4, 13)
+    for name, value, slots in ((4, 8, 1), (8, 4, 2), (4, 0, 3), (8, 0, 4))
+}
+# The 8 bytes before an entry's table (its vtable, when the soffset is 8), then the
+# table's soffset and the words at 4 and 8.
+_read_entry = struct.Struct("<QiII").unpack_from
+_read_u64 = struct.Struct("<Q").unpack_from
+
+
+def _usual_entry_spans(buf: bytes, size: int, start: int, count: int) -> list[_Span] | None:
+    """The spans of a vector whose every entry has a usual shape (see above) and a vtable
+    right before its table (a forward layout) or shared (what a back-to-front builder
+    writes), in three reads per entry; None for anything else, and struct.error for a
+    read past the end, both left to _entry_span. ``start`` >= 8.
+
+    Given those shapes, each check _entry_span makes holds once these reads succeed, but
+    the string ends, which are compared here."""
+    spans: list[_Span] = []
+    append = spans.append
+    read_u32 = _read_u32
+    read_entry = _read_entry
+    usual = _USUAL_ENTRY_SHAPES.get
+    element = start - 4
+    shared_vtable = -1
+    shared_slots = None
+    for link in _u32s(count).unpack_from(buf, start):
+        element += 4
+        entry = element + link
+        shape, soffset, word_4, word_8 = read_entry(buf, entry - 8)
+        if soffset == 8:
+            slots = usual(shape)
         else:
-            name_offset = value_offset = 0
-        if name_offset:
-            name_field = entry + name_offset
-            if name_field + 4 > size:
-                raise DecodeError(f"name of the entry at {entry} is out of bounds")
-            target = name_field + read_u32(buf, name_field)[0]
-            if target + 4 > size:
-                raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
-            name_start = target + 4
-            name_end = name_start + read_u32(buf, target)[0]
+            vtable = entry - soffset
+            if vtable != shared_vtable:
+                if vtable < 0:
+                    return None
+                shared_vtable = vtable
+                shared_slots = usual(_read_u64(buf, vtable)[0])
+            slots = shared_slots
+        if slots == 1:
+            name_at = entry + 4 + word_4
+            value_at = entry + 8 + word_8
+        elif slots == 2:
+            name_at = entry + 8 + word_8
+            value_at = entry + 4 + word_4
+        elif slots == 3:
+            name_at = entry + 4 + word_4
+            value_at = -1
+        elif slots == 4:
+            name_at = entry + 8 + word_8
+            value_at = -1
+        else:
+            return None
+        name_end = name_at + 4 + read_u32(buf, name_at)[0]
+        if value_at < 0:
             if name_end > size:
-                raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
+                return None
+            append((name_at + 4, name_end, -1, -1))
         else:
-            name_start = name_end = 0
-        if value_offset:
-            value_field = entry + value_offset
-            if value_field + 4 > size:
-                raise DecodeError(f"value of the entry at {entry} is out of bounds")
-            target = value_field + read_u32(buf, value_field)[0]
-            if target + 4 > size:
-                raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
-            value_start = target + 4
-            value_end = value_start + read_u32(buf, target)[0]
-            if value_end > size:
-                raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
-            spans.append((name_start, name_end, value_start, value_end))
-        else:
-            spans.append((name_start, name_end, -1, -1))
+            value_end = value_at + 4 + read_u32(buf, value_at)[0]
+            if name_end > size or value_end > size:
+                return None
+            append((name_at + 4, name_end, value_at + 4, value_end))
     return spans
+
+
+def _entry_span(buf: bytes, size: int, entry: int) -> _Span:
+    """One TextEntry checked field by field, as _table_fields and _vector check a table
+    and a string (the reference for _usual_entry_spans)."""
+    if entry + 4 > size:
+        raise DecodeError(f"table at {entry} runs past the end ({size} bytes)")
+    vtable = entry - _read_i32(buf, entry)[0]
+    if vtable < 0 or vtable + 4 > size:
+        raise DecodeError(f"vtable of the table at {entry} is out of bounds")
+    vtable_size, table_size = _read_vtable_head(buf, vtable)
+    if vtable_size & 1 or vtable_size < 4 or vtable + vtable_size > size:
+        raise DecodeError(f"bad vtable size {vtable_size} at {vtable}")
+    if table_size < 4 or entry + table_size > size:
+        raise DecodeError(f"bad table size {table_size} at {entry}")
+    if vtable_size >= 8:
+        name_offset, value_offset = _read_vtable_head(buf, vtable + 4)
+    elif vtable_size == 6:
+        name_offset, value_offset = _read_vtable_head(buf, vtable + 2)[1], 0
+    else:
+        name_offset = value_offset = 0
+    name_start, name_end = _entry_string(buf, size, entry, name_offset, "name")
+    if not value_offset:
+        return name_start, name_end, -1, -1
+    value_start, value_end = _entry_string(buf, size, entry, value_offset, "value")
+    return name_start, name_end, value_start, value_end
+
+
+def _entry_string(buf: bytes, size: int, entry: int, offset: int, what: str) -> tuple[int, int]:
+    """(start, end) of an entry's string field at ``offset`` in its table; (0, 0) when
+    the field is absent."""
+    if not offset:
+        return 0, 0
+    field = entry + offset
+    if field + 4 > size:
+        raise DecodeError(f"{what} of the entry at {entry} is out of bounds")
+    target = field + _read_u32(buf, field)[0]
+    if target + 4 > size:
+        raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
+    start = target + 4
+    end = start + _read_u32(buf, target)[0]
+    if end > size:
+        raise DecodeError(f"string at {target} runs past the end ({size} bytes)")
+    return start, end
 
 
 def _text(buf: bytes, start: int, end: int) -> str:
@@ -530,8 +654,26 @@ def decode_err_resp(buf: bytes) -> int:
 
 
 # --- builder primitives -------------------------------------------------------------
+# (native: codec_builders.pxi, sizes as in flatbuffers_layout.pxd)
+# The compiled twin's layout, byte for byte: [root offset][vtable][table][children...],
+# written forward (each child after the offset that points to it), every piece 4-byte
+# aligned, padding zeroed. FlatBuffers offsets are relative, so each child (a string, a
+# byte vector, a [TextEntry] vector) is encoded on its own, the root and tables in front
+# of them are one struct pack, and the frame is one join of the pieces.
 
-_BUILDER_BASE_SIZE: Final = 1024
+# Zero bytes after n bytes of data, by n & 3: a string's NUL and padding, a vector's padding.
+_STRING_PAD: Final = (b"\0\0\0\0", b"\0\0\0", b"\0\0", b"\0")
+_VECTOR_PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
+
+_pack_u32 = struct.Struct("<I").pack
+# One TextEntry in front of its name's bytes: vtable (size 8, table size 12, name @4,
+# value @8 or 0), table (soffset 8 back to the vtable, name +8, value link or 0), the
+# name's length word.
+_pack_entry = struct.Struct("<HHHHiIII").pack
+
+
+def _string_size(n: int) -> int:
+    return 4 + ((n + 4) & ~3)  # length word, bytes, NUL, padding
 
 
 def _uint(value: int, bits: int, what: str) -> int:
@@ -568,76 +710,117 @@ def _body_bytes(body: object, what: str) -> bytes:
     return body
 
 
-def _new_builder(extra: int = 0) -> flatbuffers.Builder:
-    return flatbuffers.Builder(_BUILDER_BASE_SIZE + extra)
-
-
-def _create_text_entries(builder: flatbuffers.Builder, entries: TextEntries, what: str) -> int:
-    """Write a [TextEntry] vector; its offset, or 0 when there are no entries."""
+def _put_entries(parts: list[bytes], entries: TextEntries, what: str) -> int:
+    """Append a [TextEntry] vector to ``parts``; its size, 0 when there are no entries
+    (the field stays absent)."""
     if not len(entries):  # len() so that None is a TypeError, as for any non-sequence
         return 0
-    offsets = []
+    # A snapshot: the entries are counted before they are written.
+    entries = tuple(entries)
+    count = len(entries)
+    if not count:
+        return 0
+    # Slot i holds the offset from itself to entry i's table: past the remaining slots,
+    # the entries before i and entry i's vtable.
+    links = [count]
+    first = len(parts)
+    parts.append(b"")  # the length word and the slots, once the links are known
+    size = 0  # the entries written so far
+    slot_to_entries = 4 * count + 8
     for name, value in entries:
-        name_offset = builder.CreateString(_encode_name(name, f"{what} name"))
+        # The common types inline; the helpers raise the TypeError for the others.
+        name_bytes = (
+            name.encode(_ENCODING, _ERRORS)
+            if type(name) is str
+            else _encode_name(name, f"{what} name")
+        )
+        n = len(name_bytes)
+        links.append(slot_to_entries + size)
+        slot_to_entries -= 4
         if value is None:
-            TextEntry.Start(builder)
-        else:
-            value_offset = builder.CreateString(_encode_value(value, f"{what} value"))
-            TextEntry.Start(builder)
-            TextEntry.AddValue(builder, value_offset)
-        TextEntry.AddName(builder, name_offset)
-        offsets.append(TextEntry.End(builder))
-    builder.StartVector(4, len(offsets), 4)
-    for offset in reversed(offsets):
-        builder.PrependUOffsetTRelative(offset)
-    return int(builder.EndVector())
+            parts += (_pack_entry(8, 12, 4, 0, 8, 8, 0, n), name_bytes, _STRING_PAD[n & 3])
+            size += 24 + ((n + 4) & ~3)
+            continue
+        if type(value) is str:
+            value = value.encode(_ENCODING, _ERRORS)
+        elif type(value) is not bytes:
+            value = _encode_value(value, f"{what} value")
+        m = len(value)
+        name_size = 4 + ((n + 4) & ~3)
+        parts += (
+            _pack_entry(8, 12, 4, 8, 8, 8, 4 + name_size, n),
+            name_bytes,
+            _STRING_PAD[n & 3],
+            _pack_u32(m),
+            value,
+            _STRING_PAD[m & 3],
+        )
+        size += 24 + name_size + ((m + 4) & ~3)
+    parts[first] = _u32s(count + 1).pack(*links)
+    return 4 + 4 * count + size
 
 
-def _create_bytes(builder: flatbuffers.Builder, data: bytes) -> int:
-    return int(builder.CreateByteVector(data)) if data else 0
+def _put_string(parts: list[bytes], data: bytes) -> int:
+    """Append a string (length word, bytes, NUL, padding); its size."""
+    n = len(data)
+    parts += (_pack_u32(n), data, _STRING_PAD[n & 3])
+    return 4 + ((n + 4) & ~3)
 
 
-def _finish_frame(builder: flatbuffers.Builder, root: int, frame_type: int) -> bytes:
-    builder.Finish(root)
-    head: int = builder.Head()
-    payload_size = len(builder.Bytes) - head
+def _put_byte_vector(parts: list[bytes], data: bytes) -> int:
+    """Append a [ubyte] vector, nothing when ``data`` is empty (absent); its size."""
+    n = len(data)
+    if not n:
+        return 0
+    parts += (_pack_u32(n), data, _VECTOR_PAD[n & 3])
+    return 4 + ((n + 3) & ~3)
+
+
+def _finish_frame(parts: list[bytes], frame_type: int, payload_size: int) -> bytes:
+    """The frame: its header in ``parts[0]``, then the payload pieces, in one join."""
     if payload_size > MAX_PAYLOAD_SIZE:
         raise FrameTooLarge(f"payload of {payload_size} bytes exceeds {MAX_PAYLOAD_SIZE}")
-    # The frame header goes right in front of the payload: one copy out of the builder.
-    builder.Prep(1, FRAME_HEADER_SIZE)
-    builder.Pad(FRAME_HEADER_SIZE)
-    head = builder.Head()
-    _frame_header.pack_into(builder.Bytes, head, frame_type << 24 | payload_size)
-    with memoryview(builder.Bytes) as view:
-        return view[head:].tobytes()
+    parts[0] = _frame_header.pack(frame_type << 24 | payload_size)
+    return b"".join(parts)
+
+
+def _link(present: int, offset: int) -> int:
+    """An offset field's value: ``offset`` when its child is present, else 0 (absent)."""
+    return offset if present else 0
+
+
+# Root offset, vtable and table of a root table whose only field is a uint32
+# (PrepareConf.Resp, a bare HTTPReqCall.Resp): root 12; vtable (6, 8, field @4); table.
+_pack_single_u32 = struct.Struct("<IHHH2xiI").pack
+_SINGLE_U32_SIZE: Final = 20
+
+
+def _single_u32_frame(frame_type: int, value: int) -> bytes:
+    return _frame_header.pack(frame_type << 24 | _SINGLE_U32_SIZE) + _pack_single_u32(
+        12, 6, 8, 4, 8, value
+    )
 
 
 # --- builders (runner side: our replies) ---------------------------------------------
 
 
 def build_prepare_conf_resp(conf_token: int) -> bytes:
-    conf_token = _uint(conf_token, 32, "conf_token")
-    builder = _new_builder()
-    PrepareConfResp.Start(builder)
-    PrepareConfResp.AddConfToken(builder, conf_token)
-    return _finish_frame(builder, PrepareConfResp.End(builder), RPC_PREPARE_CONF)
+    return _single_u32_frame(RPC_PREPARE_CONF, _uint(conf_token, 32, "conf_token"))
 
 
 def build_http_req_call_resp(id: int) -> bytes:
     """HTTPReqCall.Resp with no action (let the request through unchanged)."""
-    id = _uint(id, 32, "id")
-    builder = _new_builder()
-    HTTPReqCallResp.Start(builder)
-    HTTPReqCallResp.AddId(builder, id)
-    return _finish_frame(builder, HTTPReqCallResp.End(builder), RPC_HTTP_REQ_CALL)
+    return _single_u32_frame(RPC_HTTP_REQ_CALL, _uint(id, 32, "id"))
 
 
-def _finish_action(builder: flatbuffers.Builder, id: int, action_type: int, action: int) -> bytes:
-    HTTPReqCallResp.Start(builder)
-    HTTPReqCallResp.AddAction(builder, action)
-    HTTPReqCallResp.AddId(builder, id)
-    HTTPReqCallResp.AddActionType(builder, action_type)
-    return _finish_frame(builder, HTTPReqCallResp.End(builder), RPC_HTTP_REQ_CALL)
+# HTTPReqCall.Resp as the root of a Stop or Rewrite (32 bytes): root 16; vtable (10, 16,
+# id @4, action_type @12, action @8); table (soffset 12, id, action link, action_type).
+_ACTION_ROOT: Final = "<IHHHHH2xiIIB3x"
+_ACTION_ROOT_SIZE: Final = 32
+# Then the Stop (28 bytes): vtable (10, 16, status @12, headers @4, body @8); table
+# (soffset 12, headers link @48, body link @52, status); children from 60.
+_pack_stop = struct.Struct(_ACTION_ROOT + "HHHHH2xiIIH2x").pack
+_STOP_SIZE: Final = _ACTION_ROOT_SIZE + 28
 
 
 def build_stop(id: int, status: int, headers: TextEntries, body: bytes | None) -> bytes:
@@ -645,16 +828,21 @@ def build_stop(id: int, status: int, headers: TextEntries, body: bytes | None) -
     id = _uint(id, 32, "id")
     status = _uint(status, 16, "status")
     body_bytes = _body_bytes(body, "body")
-    builder = _new_builder(len(body_bytes))
-    headers_offset = _create_text_entries(builder, headers, "header")
-    body_offset = _create_bytes(builder, body_bytes)
-    Stop.Start(builder)
-    if body_offset:
-        Stop.AddBody(builder, body_offset)
-    if headers_offset:
-        Stop.AddHeaders(builder, headers_offset)
-    Stop.AddStatus(builder, status)
-    return _finish_action(builder, id, ACTION_STOP, Stop.End(builder))
+    parts: list[bytes] = [b"", b""]
+    headers_size = _put_entries(parts, headers, "header")
+    body_size = _put_byte_vector(parts, body_bytes)
+    parts[1] = _pack_stop(
+        16, 10, 16, 4, 12, 8, 12, id, 20, ACTION_STOP,
+        10, 16, 12, _link(headers_size, 4), _link(body_size, 8),
+        12, _link(headers_size, 12), _link(body_size, 8 + headers_size), status,
+    )  # fmt: skip
+    return _finish_frame(parts, RPC_HTTP_REQ_CALL, _STOP_SIZE + headers_size + body_size)
+
+
+# Then the Rewrite (40 bytes): vtable (14, 24, path @4, headers @8, args @12,
+# resp_headers @16, body @20); table (soffset 16, five links @52..@68); children from 72.
+_pack_rewrite = struct.Struct(_ACTION_ROOT + "HHHHHHH2xiIIIII").pack
+_REWRITE_SIZE: Final = _ACTION_ROOT_SIZE + 40
 
 
 def build_rewrite(
@@ -669,24 +857,32 @@ def build_rewrite(
     id = _uint(id, 32, "id")
     path_bytes = None if path is None else _encode_name(path, "path")
     body_bytes = _body_bytes(body, "body")
-    builder = _new_builder(len(body_bytes))
-    path_offset = 0 if path_bytes is None else builder.CreateString(path_bytes)
-    headers_offset = _create_text_entries(builder, headers, "header")
-    args_offset = _create_text_entries(builder, args, "arg")
-    resp_headers_offset = _create_text_entries(builder, resp_headers, "response header")
-    body_offset = _create_bytes(builder, body_bytes)
-    Rewrite.Start(builder)
-    if body_offset:
-        Rewrite.AddBody(builder, body_offset)
-    if resp_headers_offset:
-        Rewrite.AddRespHeaders(builder, resp_headers_offset)
-    if args_offset:
-        Rewrite.AddArgs(builder, args_offset)
-    if headers_offset:
-        Rewrite.AddHeaders(builder, headers_offset)
-    if path_offset:
-        Rewrite.AddPath(builder, path_offset)
-    return _finish_action(builder, id, ACTION_REWRITE, Rewrite.End(builder))
+    parts: list[bytes] = [b"", b""]
+    path_size = 0 if path_bytes is None else _put_string(parts, path_bytes)
+    headers_size = _put_entries(parts, headers, "header")
+    args_size = _put_entries(parts, args, "arg")
+    resp_headers_size = _put_entries(parts, resp_headers, "response header")
+    body_size = _put_byte_vector(parts, body_bytes)
+    # Each link: from its slot (52 + 4 * field) to where its child starts (72 + before).
+    headers_at = 20 + path_size
+    args_at = headers_at + headers_size
+    resp_headers_at = args_at + args_size
+    body_at = resp_headers_at + resp_headers_size
+    parts[1] = _pack_rewrite(
+        16, 10, 16, 4, 12, 8, 12, id, 24, ACTION_REWRITE,
+        14, 24, _link(path_size, 4), _link(headers_size, 8), _link(args_size, 12),
+        _link(resp_headers_size, 16), _link(body_size, 20),
+        16, _link(path_size, 20), _link(headers_size, headers_at - 4),
+        _link(args_size, args_at - 8), _link(resp_headers_size, resp_headers_at - 12),
+        _link(body_size, body_at - 16),
+    )  # fmt: skip
+    return _finish_frame(parts, RPC_HTTP_REQ_CALL, _REWRITE_SIZE + body_at - 20 + body_size)
+
+
+# HTTPRespCall.Resp (36 bytes): root 16; vtable (12, 20, id @4, status @16, headers @8,
+# body @12); table (soffset 12, id, headers link @24, body link @28, status); children.
+_pack_http_resp_call_resp = struct.Struct("<IHHHHHHiIIIH2x").pack
+_HTTP_RESP_CALL_RESP_SIZE: Final = 36
 
 
 def build_http_resp_call_resp(
@@ -695,17 +891,26 @@ def build_http_resp_call_resp(
     id = _uint(id, 32, "id")
     status = _uint(status, 16, "status")
     body_bytes = _body_bytes(body, "body")
-    builder = _new_builder(len(body_bytes))
-    headers_offset = _create_text_entries(builder, headers, "header")
-    body_offset = _create_bytes(builder, body_bytes)
-    HTTPRespCallResp.Start(builder)
-    if body_offset:
-        HTTPRespCallResp.AddBody(builder, body_offset)
-    if headers_offset:
-        HTTPRespCallResp.AddHeaders(builder, headers_offset)
-    HTTPRespCallResp.AddId(builder, id)
-    HTTPRespCallResp.AddStatus(builder, status)
-    return _finish_frame(builder, HTTPRespCallResp.End(builder), RPC_HTTP_RESP_CALL)
+    parts: list[bytes] = [b"", b""]
+    headers_size = _put_entries(parts, headers, "header")
+    body_size = _put_byte_vector(parts, body_bytes)
+    parts[1] = _pack_http_resp_call_resp(
+        16, 12, 20, 4, 16, _link(headers_size, 8), _link(body_size, 12),
+        12, id, _link(headers_size, 12), _link(body_size, 8 + headers_size), status,
+    )  # fmt: skip
+    return _finish_frame(
+        parts, RPC_HTTP_RESP_CALL, _HTTP_RESP_CALL_RESP_SIZE + headers_size + body_size
+    )
+
+
+# ExtraInfo.Req (24 bytes): root 12; vtable (8, 12, info_type @8, info @4); table
+# (soffset 8, info link @16, info_type). Then the info table: a Var (vtable (6, 8,
+# name @4); table (soffset 8, name link 4)) and the name's string, or an empty table
+# (vtable (4, 4); table (soffset 4)).
+_pack_var_info_req = struct.Struct("<IHHHHiIB3xHHH2xiII").pack
+_VAR_INFO_REQ_SIZE: Final = 40
+_pack_body_info_req = struct.Struct("<IHHHHiIB3xHHi").pack
+_BODY_INFO_REQ_SIZE: Final = 32
 
 
 def build_extra_info_req(info_type: int, name: str | None = None) -> bytes:
@@ -713,50 +918,63 @@ def build_extra_info_req(info_type: int, name: str | None = None) -> bytes:
     for the body types. ValueError for an unknown info_type."""
     if not isinstance(info_type, int):
         raise TypeError(f"info_type must be int, not {type(info_type).__name__}")
-    builder = _new_builder()
     if info_type == INFO_VAR:
         if name is None:
             raise ValueError("INFO_VAR needs a variable name")
-        name_offset = builder.CreateString(_encode_name(name, "name"))
-        Var.Start(builder)
-        Var.AddName(builder, name_offset)
-        info = Var.End(builder)
-    elif info_type == INFO_REQ_BODY:
-        ReqBody.Start(builder)
-        info = ReqBody.End(builder)
-    elif info_type == INFO_RESP_BODY:
-        RespBody.Start(builder)
-        info = RespBody.End(builder)
-    else:
+        name_bytes = _encode_name(name, "name")
+        n = len(name_bytes)
+        return b"".join(
+            (
+                _frame_header.pack(RPC_EXTRA_INFO << 24 | (_VAR_INFO_REQ_SIZE + _string_size(n))),
+                _pack_var_info_req(12, 8, 12, 8, 4, 8, 16, INFO_VAR, 6, 8, 4, 8, 4, n),
+                name_bytes,
+                _STRING_PAD[n & 3],
+            )
+        )
+    if info_type != INFO_REQ_BODY and info_type != INFO_RESP_BODY:
         raise ValueError(f"unknown info type {info_type}")
-    ExtraInfoReq.Start(builder)
-    ExtraInfoReq.AddInfo(builder, info)
-    ExtraInfoReq.AddInfoType(builder, info_type)
-    return _finish_frame(builder, ExtraInfoReq.End(builder), RPC_EXTRA_INFO)
+    return _frame_header.pack(RPC_EXTRA_INFO << 24 | _BODY_INFO_REQ_SIZE) + _pack_body_info_req(
+        12, 8, 12, 8, 4, 8, 12, info_type, 4, 4, 4
+    )
+
+
+# Err.Resp (20 bytes): root 12; vtable (6, 8, code @4); table (soffset 8, code).
+_pack_err_resp = struct.Struct("<IHHH2xiB3x").pack
+_ERR_RESP_SIZE: Final = 20
 
 
 def build_err_resp(code: int) -> bytes:
     code = _uint(code, 8, "code")
-    builder = _new_builder()
-    ErrResp.Start(builder)
-    ErrResp.AddCode(builder, code)
-    return _finish_frame(builder, ErrResp.End(builder), RPC_ERROR)
+    return _frame_header.pack(RPC_ERROR << 24 | _ERR_RESP_SIZE) + _pack_err_resp(
+        12, 6, 8, 4, 8, code
+    )
 
 
 # --- builders (client side: what APISIX sends; used by a6runner.testing and bench) ----
 
+# PrepareConf.Req (24 bytes): root 12; vtable (8, 12, conf @4, key @8); table (soffset 8,
+# conf link @16, key link @20); children from 24.
+_pack_prepare_conf_req = struct.Struct("<IHHHHiII").pack
+_PREPARE_CONF_REQ_SIZE: Final = 24
+
 
 def build_prepare_conf_req(conf: Sequence[tuple[str, str | bytes]], key: str | None) -> bytes:
     key_bytes = None if key is None else _encode_name(key, "key")
-    builder = _new_builder()
-    conf_offset = _create_text_entries(builder, conf, "conf")
-    key_offset = 0 if key_bytes is None else builder.CreateString(key_bytes)
-    _PrepareConfReqTable.Start(builder)
-    if key_offset:
-        _PrepareConfReqTable.AddKey(builder, key_offset)
-    if conf_offset:
-        _PrepareConfReqTable.AddConf(builder, conf_offset)
-    return _finish_frame(builder, _PrepareConfReqTable.End(builder), RPC_PREPARE_CONF)
+    parts: list[bytes] = [b"", b""]
+    conf_size = _put_entries(parts, conf, "conf")
+    key_size = 0 if key_bytes is None else _put_string(parts, key_bytes)
+    parts[1] = _pack_prepare_conf_req(
+        12, 8, 12, _link(conf_size, 4), _link(key_size, 8),
+        8, _link(conf_size, 8), _link(key_size, 4 + conf_size),
+    )  # fmt: skip
+    return _finish_frame(parts, RPC_PREPARE_CONF, _PREPARE_CONF_REQ_SIZE + conf_size + key_size)
+
+
+# HTTPReqCall.Req (56 bytes): root 24; vtable (18, 32, id @4, src_ip @8, method @28,
+# path @12, args @16, headers @20, conf_token @24); table (soffset 20, id, four links
+# @32..@44, conf_token, method); children from 56.
+_pack_http_req_call_req = struct.Struct("<IHHHHHHHHH2xiIIIIIIB3x").pack
+_HTTP_REQ_CALL_REQ_SIZE: Final = 56
 
 
 def build_http_req_call_req(
@@ -773,48 +991,54 @@ def build_http_req_call_req(
     method = _uint(method, 8, "method")
     path_bytes = None if path is None else _encode_name(path, "path")
     src_ip_bytes = _body_bytes(src_ip, "src_ip")
-    builder = _new_builder()
-    src_ip_offset = _create_bytes(builder, src_ip_bytes)
-    path_offset = 0 if path_bytes is None else builder.CreateString(path_bytes)
-    args_offset = _create_text_entries(builder, args, "arg")
-    headers_offset = _create_text_entries(builder, headers, "header")
-    table = _HTTPReqCallReqTable
-    table.Start(builder)
-    if headers_offset:
-        table.AddHeaders(builder, headers_offset)
-    if args_offset:
-        table.AddArgs(builder, args_offset)
-    if path_offset:
-        table.AddPath(builder, path_offset)
-    if src_ip_offset:
-        table.AddSrcIp(builder, src_ip_offset)
-    table.AddId(builder, id)
-    table.AddConfToken(builder, conf_token)
-    table.AddMethod(builder, method)
-    return _finish_frame(builder, table.End(builder), RPC_HTTP_REQ_CALL)
+    parts: list[bytes] = [b"", b""]
+    src_ip_size = _put_byte_vector(parts, src_ip_bytes)
+    path_size = 0 if path_bytes is None else _put_string(parts, path_bytes)
+    args_size = _put_entries(parts, args, "arg")
+    headers_size = _put_entries(parts, headers, "header")
+    # Each link: from its slot (32 + 4 * k) to where its child starts (56 + before).
+    path_at = 24 + src_ip_size
+    args_at = path_at + path_size
+    headers_at = args_at + args_size
+    parts[1] = _pack_http_req_call_req(
+        24, 18, 32, 4, _link(src_ip_size, 8), 28, _link(path_size, 12), _link(args_size, 16),
+        _link(headers_size, 20), 24,
+        20, id, _link(src_ip_size, 24), _link(path_size, path_at - 4),
+        _link(args_size, args_at - 8), _link(headers_size, headers_at - 12), conf_token, method,
+    )  # fmt: skip
+    return _finish_frame(
+        parts, RPC_HTTP_REQ_CALL, _HTTP_REQ_CALL_REQ_SIZE + headers_at - 24 + headers_size
+    )
+
+
+# HTTPRespCall.Req (36 bytes): root 16; vtable (12, 20, id @4, status @16, headers @8,
+# conf_token @12); table (soffset 12, id, headers link @24, conf_token, status).
+_pack_http_resp_call_req = struct.Struct("<IHHHHHHiIIIH2x").pack
+_HTTP_RESP_CALL_REQ_SIZE: Final = 36
 
 
 def build_http_resp_call_req(id: int, conf_token: int, status: int, headers: TextEntries) -> bytes:
     id = _uint(id, 32, "id")
     conf_token = _uint(conf_token, 32, "conf_token")
     status = _uint(status, 16, "status")
-    builder = _new_builder()
-    headers_offset = _create_text_entries(builder, headers, "header")
-    table = _HTTPRespCallReqTable
-    table.Start(builder)
-    if headers_offset:
-        table.AddHeaders(builder, headers_offset)
-    table.AddId(builder, id)
-    table.AddConfToken(builder, conf_token)
-    table.AddStatus(builder, status)
-    return _finish_frame(builder, table.End(builder), RPC_HTTP_RESP_CALL)
+    parts: list[bytes] = [b"", b""]
+    headers_size = _put_entries(parts, headers, "header")
+    parts[1] = _pack_http_resp_call_req(
+        16, 12, 20, 4, 16, _link(headers_size, 8), 12,
+        12, id, _link(headers_size, 12), conf_token, status,
+    )  # fmt: skip
+    return _finish_frame(parts, RPC_HTTP_RESP_CALL, _HTTP_RESP_CALL_REQ_SIZE + headers_size)
+
+
+# ExtraInfo.Resp (20 bytes): root 12; vtable (6, 8, result @4); table (soffset 8, result
+# link @16); the byte vector from 20.
+_pack_extra_info_resp = struct.Struct("<IHHH2xiI").pack
+_EXTRA_INFO_RESP_SIZE: Final = 20
 
 
 def build_extra_info_resp(result: bytes | None) -> bytes:
     result_bytes = _body_bytes(result, "result")
-    builder = _new_builder(len(result_bytes))
-    result_offset = _create_bytes(builder, result_bytes)
-    ExtraInfoResp.Start(builder)
-    if result_offset:
-        ExtraInfoResp.AddResult(builder, result_offset)
-    return _finish_frame(builder, ExtraInfoResp.End(builder), RPC_EXTRA_INFO)
+    parts: list[bytes] = [b"", b""]
+    result_size = _put_byte_vector(parts, result_bytes)
+    parts[1] = _pack_extra_info_resp(12, 6, 8, _link(result_size, 4), 8, _link(result_size, 4))
+    return _finish_frame(parts, RPC_EXTRA_INFO, _EXTRA_INFO_RESP_SIZE + result_size)

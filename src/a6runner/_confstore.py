@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from ._errors import ConfError
 from ._kernels import codec
 from ._plugin import Needs, Plugin
 
@@ -80,6 +81,22 @@ def _needs(plugin: Plugin, conf: Any) -> Needs:
     return Needs(tuple(needs.vars), bool(needs.body), bool(needs.resp_body))
 
 
+def _log_rejected(name: str, exc: BaseException) -> None:
+    """Say why an entry was skipped, never with a value of its conf (secrets end up in
+    APISIX's error.log): a ConfError carries none; any other exception's message may quote
+    the conf, so only its type is said at the default level."""
+    if isinstance(exc, ConfError):
+        log.warning("conf entry %r skipped: %s", name, exc)
+        return
+    log.warning(
+        "conf entry %r skipped: its plugin raised %s (message not logged: it may quote the "
+        "conf; --log-level debug shows it)",
+        name,
+        type(exc).__name__,
+    )
+    log.debug("conf entry %r: %s: %s", name, type(exc).__name__, exc)
+
+
 def parse_entries(plugins: Mapping[str, Plugin], conf: RawConf) -> tuple[Entry, ...]:
     """Let each named plugin parse its conf; unknown names and bad confs are logged and
     skipped (the reference runners never fail a whole conf for one entry)."""
@@ -93,15 +110,17 @@ def parse_entries(plugins: Mapping[str, Plugin], conf: RawConf) -> tuple[Entry, 
             parsed_conf = plugin.parse_conf(raw)
             parsed.append((plugin, parsed_conf, _needs(plugin, parsed_conf)))
         except BaseException as exc:  # a plugin's parse_conf may raise anything: skip it
-            log.warning("conf entry %r skipped: %s: %s", name, type(exc).__name__, exc)
+            _log_rejected(name, exc)
     return tuple(parsed)
 
 
 @dataclass(slots=True)
 class PreparedConf:
-    """A route's parsed plugin chain, ready to call."""
+    """A route's parsed plugin chain, ready to call, and the conf it was parsed from (a
+    reload parses it again with the new plugins)."""
 
     entries: tuple[Entry, ...]
+    raw: RawConf = ()
     # Per phase, indexed by _chain.Phase.index (request, response): the filters, and
     # where the chain prefetches what they declared.
     filters: tuple[Filters, Filters] = field(init=False)
@@ -117,7 +136,7 @@ class PreparedConf:
 
     @classmethod
     def parse(cls, plugins: Mapping[str, Plugin], conf: RawConf) -> PreparedConf:
-        return cls(parse_entries(plugins, conf))
+        return cls(parse_entries(plugins, conf), tuple(conf))
 
 
 class TokenAllocator:
@@ -182,8 +201,13 @@ class TokenStore(Generic[T]):
         self._by_token[token] = (value, expires_at)
 
     def get(self, token: int) -> T | None:
-        entry = self.get_with_expiry(token)
-        return None if entry is None else entry[0]
+        entry = self._by_token.get(token)  # (get_with_expiry, inline: every call's lookup)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._by_token[token]
+            return None
+        return entry[0]
 
     def get_with_expiry(self, token: int) -> tuple[T, float] | None:
         entry = self._by_token.get(token)
@@ -193,6 +217,14 @@ class TokenStore(Generic[T]):
             del self._by_token[token]
             return None
         return entry
+
+    def replace_values(self, make: Callable[[T], T]) -> int:
+        """Each live token's value becomes ``make(value)``; tokens, keys and expiries stay.
+        Returns how many tokens there are."""
+        self.sweep()
+        for token, (value, expires_at) in list(self._by_token.items()):
+            self._by_token[token] = (make(value), expires_at)
+        return len(self._by_token)
 
     def sweep(self, now: float | None = None) -> int:
         """Forget every expired token and key; returns how many tokens went."""
@@ -227,3 +259,10 @@ class ConfStore:
 
     def lookup(self, token: int) -> PreparedConf | None:
         return self.tokens.get(token)
+
+    def reload(self, plugins: Mapping[str, Plugin]) -> int:
+        """Serve ``plugins`` from now on: every live token's conf is parsed again by them
+        (the same tokens, keys and expiries; calls in flight keep the chain they started
+        with). Returns how many tokens were parsed again."""
+        self.plugins = plugins
+        return self.tokens.replace_values(lambda old: PreparedConf.parse(plugins, old.raw))

@@ -1,37 +1,17 @@
-"""Error types. Each maps to one protocol error code in one place (the server's dispatcher).
+"""Error types. Each maps to one protocol error code in one place (``_chain.error_frame``).
 
-This module has no dependencies: the compiled kernels import their exception types from
-here so that both implementations raise the very same classes.
+The errors the kernels raise (``DecodeError``, ``FrameTooLarge``, ``ConfError`` and their
+bases) are defined in ``a6native.errors``, a dependency-free module both kernel twins
+import; they are re-exported here so that the runtime names one set of classes. The
+runtime's own errors below subclass the same :class:`A6Error`.
 """
 
-
-class A6Error(Exception):
-    """Base class of every error a6runner raises on purpose."""
-
-
-class ProtocolError(A6Error, ValueError):
-    """The peer sent something the protocol does not allow (answered with BAD_REQUEST)."""
-
-
-class DecodeError(ProtocolError):
-    """A frame payload is not a valid FlatBuffers buffer of the expected table.
-
-    Raised by every ``decode_*`` function of both codec implementations for truncated,
-    malformed or out-of-bounds input. It is the only exception they raise for bad bytes.
-    """
-
-
-class FrameTooLarge(ProtocolError):
-    """A payload does not fit the 24-bit frame length (more than 16,777,215 bytes)."""
+from a6native.errors import A6Error, ConfError, DecodeError, FrameTooLarge, ProtocolError
 
 
 class ConfigError(A6Error):
     """A runner setting (environment variable, flag, socket path) is unusable: a startup
     error with a message, not a traceback."""
-
-
-class ConfError(A6Error, ValueError):
-    """A plugin rejected its configuration (the conf entry is logged and skipped)."""
 
 
 class UnexpectedFrame(ProtocolError):
@@ -74,3 +54,18 @@ class PluginError(A6Error):
         super().__init__(f"plugin {plugin!r} {phase} filter raised {type(cause).__name__}")
         self.plugin = plugin
         self.phase = phase
+
+
+__all__ = [
+    "A6Error",
+    "CallTimeout",
+    "ConfError",
+    "ConfTokenNotFound",
+    "ConfigError",
+    "DecodeError",
+    "FrameTooLarge",
+    "PeerClosed",
+    "PluginError",
+    "ProtocolError",
+    "UnexpectedFrame",
+]

@@ -28,7 +28,22 @@ TWINS = {
     "bodyrewrite": ("a6runner._bodyrewrite_py", "a6native.bodyrewrite"),
 }
 
-_force_pure = pure_requested()
+
+def _started_as_the_command() -> bool:
+    """Whether this process is being started as ``a6-runner`` (its script, or ``python -m
+    a6runner``): a setting it cannot use is then one line of error, not a traceback."""
+    if os.path.basename(sys.argv[0]) == "a6-runner":
+        return True
+    argv = getattr(sys, "orig_argv", [])
+    return sys.argv[0] == "-m" and "a6runner" in argv[argv.index("-m") + 1 :][:1]
+
+
+try:
+    _force_pure = pure_requested()
+except ValueError as exc:
+    if _started_as_the_command():  # library users get the ValueError itself
+        raise SystemExit(f"a6-runner: error: {exc}") from None
+    raise
 _native_error: ImportError | None = None
 
 if TYPE_CHECKING:

@@ -415,12 +415,13 @@ class WorkerReports:
     def report(self, pid: int, snapshot: Snapshot) -> None:
         self.last[pid] = (snapshot, self._clock())
 
-    def worker_exited(self, pid: int, replaced: bool) -> None:
-        """Keep what ``pid`` counted; ``replaced``: a new worker takes its place."""
+    def worker_exited(self, pid: int, died: bool) -> None:
+        """Keep what ``pid`` counted; ``died``: it was not stopped or retired by the
+        runner (a restart, a6runner_worker_restarts_total)."""
         last = self.last.pop(pid, None)
         if last is not None:
             merge(self.retired, last[0])
-        if replaced:
+        if died:
             self.restarts += 1
 
     def totals(self) -> tuple[Snapshot, dict[str, float]]:

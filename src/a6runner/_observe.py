@@ -651,6 +651,11 @@ def make_observer(settings: Settings, worker: int | None = None) -> Observer | N
     )
 
 
+def observed(observer: Observer | None, plugins: Mapping[str, Plugin]) -> Mapping[str, Plugin]:
+    """What the confs are parsed with: ``plugins``, or the observer's stand-ins for them."""
+    return observer.plugins(plugins) if observer is not None else plugins
+
+
 class _Link(Protocol):  # what report_to_supervisor needs of _workers.SupervisorLink
     async def ask(self, *message: Any) -> Any: ...
 

@@ -71,15 +71,18 @@ class Plugin:
             return {}
         try:
             return json.loads(raw)
-        except ValueError as exc:
-            raise ConfError(f"conf is not valid JSON: {exc}") from None
+        except json.JSONDecodeError as exc:  # its msg quotes nothing of the document
+            where = f"line {exc.lineno} column {exc.colno}"
+            raise ConfError(f"is not valid JSON: {exc.msg} at {where}") from None
+        except ValueError:  # e.g. bytes that are not UTF-8
+            raise ConfError("is not valid JSON") from None
 
     def parse_json_object(self, raw: bytes) -> dict[str, Any]:
         """The conf as a JSON object (``{}`` for an empty conf); ConfError for invalid JSON
         or any other JSON value. Most ``parse_conf`` overrides start here."""
         conf = Plugin.parse_conf(self, raw)
         if not isinstance(conf, dict):
-            raise ConfError("conf must be a JSON object")
+            raise ConfError("must be a JSON object", got=conf)
         return conf
 
     def request_filter(self, conf: Any, req: Request) -> Awaitable[None] | None:

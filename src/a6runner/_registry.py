@@ -63,13 +63,15 @@ def plugin_classes(module: ModuleType) -> list[type[Plugin]]:
     ]
 
 
+def _module_error(name: str, exc: BaseException) -> PluginLoadError:
+    return PluginLoadError(f"cannot import plugin module {name!r}: {type(exc).__name__}: {exc}")
+
+
 def _import_module(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except Exception as exc:
-        raise PluginLoadError(
-            f"cannot import plugin module {name!r}: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise _module_error(name, exc) from exc
 
 
 def _import_file(path: str) -> ModuleType:
@@ -103,7 +105,28 @@ def _modules_from_spec(spec: str) -> list[tuple[ModuleType, str]]:
         if not os.path.isfile(spec):
             raise PluginLoadError(f"plugin path {spec!r} does not exist")
         return [(_import_file(spec), f"path {spec}")]
-    return [(_import_module(spec), f"module {spec}")]
+    _find_modules_in_current_folder()
+    try:
+        module = importlib.import_module(spec)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (spec + ".").startswith(exc.name + "."):
+            raise _module_error(spec, exc) from exc  # the plugin itself imports a missing module
+        raise PluginLoadError(
+            f"cannot import plugin module {spec!r}: no module {exc.name!r} in the current "
+            f"folder ({os.getcwd()}) or on the Python path: run from the folder that holds "
+            "it, pass the file or folder path instead, or install its package"
+        ) from exc
+    except Exception as exc:
+        raise _module_error(spec, exc) from exc
+    return [(module, f"module {spec}")]
+
+
+def _find_modules_in_current_folder() -> None:
+    """As ``python -m`` does: a module named on the command line is looked up in the current
+    folder first (the ``a6-runner`` script's own folder is on sys.path instead)."""
+    cwd = os.getcwd()
+    if not any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
+        sys.path.insert(0, cwd)
 
 
 def _bundled_modules() -> list[tuple[ModuleType, str]]:

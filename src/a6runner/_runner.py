@@ -8,15 +8,23 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ._confstore import ConfStore
-from ._errors import ConfigError
 from ._kernels import implementation
-from ._observe import Observer, make_observer
+from ._logging import reopen_log_file, setup_logging
+from ._observe import Observer, make_observer, observed
 from ._plugin import Plugin
+from ._reload import (
+    LivePlugins,
+    PluginLoader,
+    check_reload_available,
+    reload_failed,
+    watch_plugin_files,
+)
 from ._server import PARENT_CHECK, Listener, new_event_loop, parent_gone, run_until_complete, serve
 from ._services import LocalServices
 from ._settings import DEFAULT_LIMITS, DEFAULT_SOCKET_MODE, Limits, Settings, parse_group
@@ -25,21 +33,6 @@ if TYPE_CHECKING:
     from ._metrics import SingleProcessMetrics
 
 log = logging.getLogger("a6runner")
-
-
-def setup_logging(level: str = "info") -> None:
-    """One line per event on stderr (APISIX merges it into its error log)."""
-    numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
-        raise ConfigError(f"unknown log level {level!r}")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s a6runner[%(process)d] %(levelname)s %(message)s")
-    )
-    root = logging.getLogger("a6runner")
-    root.handlers[:] = [handler]
-    root.setLevel(numeric)
-    root.propagate = False
 
 
 def version() -> str:
@@ -60,9 +53,15 @@ async def serve_single(
     plugins: Mapping[str, Plugin],
     stop: asyncio.Event,
     on_ready: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    confs: ConfStore | None = None,
+    observer: Observer | None = None,
 ) -> None:
-    """Serve in this process (``--workers 1``) until ``stop`` is set: conf tokens and
-    token buckets live here."""
+    """Serve in this process (``--workers 1``) until ``stop`` is set: conf tokens (in
+    ``confs``, a new ConfStore when None) and token buckets live here (``clock`` is what
+    their expiry reads: tests pass a fake). ``observer`` sees the calls (``confs`` then
+    holds its stand-ins for the plugins); with no ``confs``, the observer the settings ask
+    for is made here."""
     listener = Listener(settings.socket_path, settings.socket_mode, settings.socket_group)
     try:
         log.info(
@@ -72,15 +71,15 @@ async def serve_single(
             ", ".join(sorted(plugins)) or "none",
             settings.conf_ttl,
         )
-        observer = make_observer(settings)
-        served = observer.plugins(plugins) if observer is not None else plugins
-        confs = ConfStore(served, settings.conf_ttl)
+        if confs is None:
+            observer = make_observer(settings)
+            confs = ConfStore(observed(observer, plugins), settings.conf_ttl, clock)
         endpoint = await _start_metrics(settings, observer, confs)
         try:
             await serve(
                 listener.sock,
                 confs,
-                LocalServices(),
+                LocalServices(clock),
                 stop,
                 on_ready,
                 limits=settings.limits,
@@ -109,24 +108,73 @@ async def _start_metrics(
     return endpoint
 
 
-def run_with_settings(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit status (0 after a clean shutdown)."""
+def reload_in_place(
+    loader: PluginLoader, confs: ConfStore, live: LivePlugins, observer: Observer | None = None
+) -> bool:
+    """SIGHUP with one process: import the plugins again and parse every live token's conf
+    with them. Calls in flight finish with the chain they started with; a reload that
+    fails to import leaves everything as it was. With an ``observer`` the new plugins are
+    observed too, and their metrics go on from what the old ones counted."""
+    started = time.monotonic()
+    log.info("reloading the plugins")
+    try:
+        registry = loader.reload()
+    except Exception as exc:
+        reload_failed(exc)
+        return False
+    plugins = {name: r.plugin for name, r in registry.items()}
+    live.current = plugins
+    reparsed = confs.reload(observed(observer, plugins))
+    log.info(
+        "reloaded: %d plugins (%s); %d live confs parsed again, in %.2fs",
+        len(plugins),
+        ", ".join(sorted(plugins)) or "none",
+        reparsed,
+        time.monotonic() - started,
+    )
+    return True
+
+
+def hold_signals() -> None:
+    """Until the runner's own handlers are in place, SIGHUP (reload) and SIGUSR1 (reopen
+    the log file) must not kill it (their default action)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGHUP, signal.SIGUSR1):
+            signal.signal(signum, signal.SIG_IGN)
+
+
+def run_with_settings(
+    settings: Settings,
+    plugins: Mapping[str, Plugin],
+    loader: PluginLoader,
+    watch: Sequence[str] = (),
+) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit status (0 after a clean shutdown).
+    SIGHUP reloads the plugins from ``loader``; so does a change to a ``watch`` path."""
     _check_observability(settings)
     if settings.workers > 1:
         from ._workers import run_supervisor
 
-        return run_supervisor(settings, plugins)
+        return run_supervisor(settings, plugins, loader, watch)
     loop = new_event_loop(settings.loop)
     asyncio.set_event_loop(loop)
     stop = asyncio.Event()
     started = time.monotonic()
+    live = LivePlugins(plugins)
+    observer = make_observer(settings)
+    confs = ConfStore(observed(observer, plugins), settings.conf_ttl)
 
     def on_signal(signum: int) -> None:
         log.info("received %s", signal.Signals(signum).name)
         stop.set()
 
+    def on_hangup() -> None:
+        reload_in_place(loader, confs, live, observer)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    loop.add_signal_handler(signal.SIGUSR1, reopen_log_file)
     if settings.parent_watch:
         parent = os.getppid()
 
@@ -137,9 +185,12 @@ def run_with_settings(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
                 loop.call_later(PARENT_CHECK, watch_parent)
 
         loop.call_later(PARENT_CHECK, watch_parent)
+    watcher = watch_plugin_files(watch) if watch else None
     try:
-        run_until_complete(loop, serve_single(settings, plugins, stop))
+        run_until_complete(loop, serve_single(settings, live, stop, confs=confs, observer=observer))
     finally:
+        if watcher is not None:
+            watcher.set()
         loop.close()
     log.info("stopped after %.1fs", time.monotonic() - started)
     return 0
@@ -173,6 +224,9 @@ def run(
     limits: Limits = DEFAULT_LIMITS,
     socket_group: str | int | None = None,
     parent_watch: bool = True,
+    log_file: str | None = None,
+    log_format: str = "text",
+    reload: bool = False,
     metrics: str | None = None,
     otel: bool = False,
 ) -> int:
@@ -184,13 +238,15 @@ def run(
     ``--plugins``); the bundled plugins and the ``a6runner.plugins`` entry points are added
     unless disabled. ``limits`` bound what a call and a connection may take;
     ``socket_group`` is a group name or gid for the socket file; with ``parent_watch`` the
-    runner exits when the process that started it exits; ``metrics`` (``"HOST:PORT"`` or
-    ``"unix:/path"``) serves /metrics and /healthz, ``otel`` makes OpenTelemetry spans.
+    runner exits when the process that started it exits. The log goes to ``log_file``
+    (stderr when None) as ``log_format`` lines (``text`` or ``json``), from ``log_level``
+    up. SIGHUP reloads the plugins; with ``reload`` a change to a ``plugin_paths`` file
+    does too (needs ``a6runner[reload]``). ``metrics`` (``"HOST:PORT"`` or
+    ``"unix:/path"``) serves /metrics and /healthz; ``otel`` makes OpenTelemetry spans.
     Returns the exit status (0 after a clean shutdown), like ``a6-runner run``.
     """
-    from ._registry import build_registry
-
-    setup_logging(log_level)
+    hold_signals()
+    setup_logging(log_level, log_file, log_format)
     settings = Settings.from_env(os.environ, listen, conf_expire_time)
     settings.workers = workers
     settings.socket_mode = socket_mode
@@ -203,6 +259,13 @@ def run(
         settings.socket_group = (
             socket_group if isinstance(socket_group, int) else parse_group(socket_group)
         )
-    registry = build_registry(plugins, plugin_paths, bundled=bundled, entry_points=entry_points)
+    loader = PluginLoader(plugins, plugin_paths, bundled=bundled, entry_points=entry_points)
+    registry = loader.load()
+    watch: list[str] = []
+    if reload:
+        watch = loader.watched_paths()
+        check_reload_available(watch)
     log.info("%s", version())
-    return run_with_settings(settings, {name: r.plugin for name, r in registry.items()})
+    return run_with_settings(
+        settings, {name: r.plugin for name, r in registry.items()}, loader, watch
+    )

@@ -19,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import fcntl
 import logging
 import os
 import socket
 import stat
+import sys
+import termios
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -37,6 +40,7 @@ from ._errors import (
     UnexpectedFrame,
 )
 from ._kernels import codec
+from ._paths import socket_path_error
 from ._plugin import Plugin, RunnerServices
 from ._services import PolicyServices
 from ._settings import DEFAULT_LIMITS, Limits
@@ -51,6 +55,7 @@ log = logging.getLogger("a6runner")
 # "Resource temporarily unavailable"): keep it large; the kernel caps it at somaxconn.
 LISTEN_BACKLOG = 4096
 SHUTDOWN_GRACE = 0.8  # APISIX sends SIGKILL about 1 s after SIGTERM
+RETIRE_POLL = 0.005  # seconds between looks for connections gone idle, when retiring
 DEADLINE_SWEEP = 1.0  # seconds between checks of the calls' deadlines
 ACCEPT_RETRY = 0.1  # seconds without accepting after running out of file descriptors
 # Seconds between checks that APISIX, which started the runner, is still there: an
@@ -244,6 +249,22 @@ class Connection(asyncio.Protocol):
     @property
     def busy(self) -> bool:
         return self._in_call
+
+    def idle_and_drained(self) -> bool:
+        """No call in flight and nothing received but not yet handled: not a frame queued
+        or half-read, not a byte unread in the socket (closing now loses no call)."""
+        if self._in_call or self._queued or self._splitter.pending or self._transport is None:
+            return False
+        sock = self._transport.get_extra_info("socket")
+        try:
+            unread = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (OSError, AttributeError):
+            return True  # the socket is gone already
+        return int.from_bytes(unread, sys.byteorder) == 0
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
     def send(self, frame: bytes) -> None:
         """Write a reply frame: every answer of this connection goes out here."""
@@ -512,9 +533,19 @@ class Listener:
         _prepare_socket_path(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(path)
+            try:
+                sock.bind(path)
+            except OSError as exc:
+                raise socket_path_error(exc, path) from None
             if group is not None:
-                os.chown(path, -1, group)
+                try:
+                    os.chown(path, -1, group)
+                except PermissionError:
+                    os.unlink(path)
+                    raise ConfigError(
+                        f"cannot give the socket {path} to group {group}: only root, or a "
+                        "member of that group, may (see --socket-group)"
+                    ) from None
             os.chmod(path, mode)
             sock.listen(LISTEN_BACKLOG)
             sock.setblocking(False)
@@ -651,6 +682,22 @@ class Server:
                 conn._transport.close()
         await asyncio.sleep(0)
 
+    async def retire(self, grace: float) -> None:
+        """Stop as a worker replaced after a reload does: no new connections, and each
+        connection closed as soon as it is idle with nothing unread, so that APISIX opens
+        its next connection to another worker while calls in flight here finish (up to
+        ``grace`` seconds; then as stop())."""
+        self._accepting = False
+        self._unlisten()
+        await asyncio.sleep(0.05)  # as stop(): frames already sent are calls in flight too
+        deadline = self._loop.time() + grace
+        while self.connections and self._loop.time() < deadline:
+            for conn in list(self.connections):
+                if conn.idle_and_drained():
+                    conn.close()
+            await asyncio.sleep(RETIRE_POLL)
+        await self.stop(0)
+
 
 async def serve(
     sock: socket.socket,
@@ -662,12 +709,15 @@ async def serve(
     accept_pause: float = 0.0,
     limits: Limits = DEFAULT_LIMITS,
     plugins: Mapping[str, Plugin] | None = None,
+    retire_grace: Callable[[], float] | None = None,
     observer: Observer | None = None,
 ) -> None:
     """Serve APISIX connections on the listening ``sock`` until ``stop`` is set, then stop
-    accepting and let the calls in flight finish. ``plugins`` are watched for filters that
-    block the event loop (``limits.stall_warning``); ``observer`` (metrics, tracing, debug
-    logging) sees every call."""
+    accepting and let the calls in flight finish, for SHUTDOWN_GRACE (APISIX kills the
+    runner a second after SIGTERM). When ``retire_grace()``, asked then, gives seconds
+    (> 0), this process is being replaced after a reload instead: Server.retire().
+    ``plugins`` are watched for filters that block the event loop (``limits.stall_warning``);
+    ``observer`` (metrics, tracing, debug logging) sees every call."""
     server = Server(sock, confs, services, accept_pause, limits)
     if observer is not None:
         observer.attach(server)
@@ -681,7 +731,11 @@ async def serve(
     try:
         await stop.wait()
         log.info("%s shutting down: no new connections, finishing calls in flight", label)
-        await server.stop(SHUTDOWN_GRACE)
+        retiring = 0.0 if retire_grace is None else retire_grace()
+        if retiring > 0:
+            await server.retire(retiring)
+        else:
+            await server.stop(SHUTDOWN_GRACE)
         if isinstance(services, PolicyServices):
             await services.aclose()  # the Redis connections of the limits, if any
     finally:

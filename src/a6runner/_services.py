@@ -182,10 +182,10 @@ class PolicyServices(abc.ABC):
 class LocalServices(PolicyServices):
     """RunnerServices for a single process."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self.buckets = TokenBuckets()
-        self.counters = FixedWindowCounters()
+        self.buckets = TokenBuckets(clock)
+        self.counters = FixedWindowCounters(clock)
 
     async def _local_reserve(self, key: str, rate: float, burst: int) -> float | None:
         return self.buckets.reserve(key, rate, burst)

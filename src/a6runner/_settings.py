@@ -98,6 +98,10 @@ class Settings:
                 "APISIX_LISTEN_ADDRESS is not set (APISIX sets it when it starts the runner; "
                 "by hand, pass --listen unix:/tmp/runner.sock)"
             )
+        if conf_expire_time is not None and not 0 < conf_expire_time < float("inf"):
+            raise ConfigError(
+                f"--conf-expire-time must be a positive number of seconds, got {conf_expire_time!r}"
+            )
         if conf_expire_time is None:
             raw = env.get("APISIX_CONF_EXPIRE_TIME")
             conf_expire_time = (

@@ -26,6 +26,17 @@ log = logging.getLogger("a6runner")
 HOOKS = ("request_filter", "response_filter", "parse_conf")
 
 
+def _hook_codes(plugins: Mapping[str, Plugin]) -> dict[types.CodeType, str]:
+    """The code objects of the hooks each plugin overrides, to its name."""
+    codes: dict[types.CodeType, str] = {}
+    for name, plugin in list(plugins.items()):
+        for hook in HOOKS:
+            code = getattr(getattr(type(plugin), hook, None), "__code__", None)
+            if code is not None and getattr(Plugin, hook).__code__ is not code:
+                codes[code] = name
+    return codes
+
+
 class StallWatchdog:
     def __init__(
         self,
@@ -37,12 +48,8 @@ class StallWatchdog:
         self._threshold = threshold
         self._interval = threshold / 4
         # a plugin's hooks, by their code objects: found on a stack without touching locals
-        self._codes: dict[types.CodeType, str] = {}
-        for name, plugin in plugins.items():
-            for hook in HOOKS:
-                code = getattr(getattr(type(plugin), hook, None), "__code__", None)
-                if code is not None and getattr(Plugin, hook).__code__ is not code:
-                    self._codes[code] = name
+        self._plugins = plugins
+        self._codes = _hook_codes(plugins)
         self._beat = time.monotonic()
         self._handle: asyncio.TimerHandle | None = None
         self._stopped = threading.Event()
@@ -90,6 +97,13 @@ class StallWatchdog:
                 stalled_in = None
 
     def _plugin_on_stack(self) -> tuple[str, str] | None:
+        found = self._find_on_stack()
+        if found is None:  # plugins reloaded since (``plugins`` is a live mapping)? look again
+            self._codes = {**self._codes, **_hook_codes(self._plugins)}
+            found = self._find_on_stack()
+        return found
+
+    def _find_on_stack(self) -> tuple[str, str] | None:
         frame = sys._current_frames().get(self._loop_thread)
         while frame is not None:  # innermost first: the plugin's own line that waits
             name = self._codes.get(frame.f_code)

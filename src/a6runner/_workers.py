@@ -27,13 +27,15 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._confstore import PreparedConf, RawConf, TokenStore
 from ._limits import Quota
-from ._observe import Observer, make_observer, report_to_supervisor
+from ._logging import reopen_log_file, set_process_label
+from ._observe import Observer, make_observer, observed, report_to_supervisor
 from ._plugin import Plugin
+from ._reload import PluginLoader, reload_failed, watch_plugin_files
 from ._server import (
     PARENT_CHECK,
     SHUTDOWN_GRACE,
@@ -44,7 +46,7 @@ from ._server import (
     serve,
 )
 from ._services import FixedWindowCounters, PolicyServices, TokenBuckets
-from ._settings import Settings
+from ._settings import DEFAULT_CALL_TIMEOUT, Settings
 
 if TYPE_CHECKING:
     from ._metrics import MetricsSocket, SelectorEndpoint, WorkerReports
@@ -170,30 +172,56 @@ def _worker_main(
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)  # inherited from the supervisor: its wake-up socket, not ours
+    set_process_label(f"worker {index}")
     loop = new_event_loop(settings.loop)
     asyncio.set_event_loop(loop)
     link = SupervisorLink(channel)
     stop = asyncio.Event()
+    retiring = False
+
+    def retire() -> None:  # SIGUSR2: replaced after a reload; calls in flight may finish
+        nonlocal retiring
+        retiring = True
+        stop.set()
+
+    def retire_grace() -> float:  # a retiring worker's calls may run to the call timeout
+        return (settings.limits.call_timeout or DEFAULT_CALL_TIMEOUT) if retiring else 0.0
+
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    # SIGINT from a terminal reaches the whole group: the supervisor coordinates the stop.
+    loop.add_signal_handler(signal.SIGUSR2, retire)
+    loop.add_signal_handler(signal.SIGUSR1, reopen_log_file)
+    # SIGINT from a terminal, SIGHUP from a closed one, reach the whole group: the
+    # supervisor coordinates the stop and the reload.
     loop.add_signal_handler(signal.SIGINT, lambda: None)
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def say_ready() -> None:
+        with contextlib.suppress(ConnectionError):
+            await link.ask("ready")
+
+    def on_ready() -> None:  # accepting: the supervisor may now retire the worker we replace
+        task = loop.create_task(say_ready())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def main() -> None:
         await link.start()
         watcher = loop.create_task(link.closed.wait())
         watcher.add_done_callback(lambda _: stop.set())  # supervisor gone: stop too
         observer = make_observer(settings, worker=index)
-        served = observer.plugins(plugins) if observer is not None else plugins
         reports = _start_reports(observer, link)
         await serve(
             listener,
-            SupervisedConfs(served, link, settings.conf_ttl),
+            SupervisedConfs(observed(observer, plugins), link, settings.conf_ttl),
             SupervisedServices(link),
             stop,
+            on_ready,
             label=f"worker {index}",
             accept_pause=ACCEPT_PAUSE,
             limits=settings.limits,
             plugins=plugins,
+            retire_grace=retire_grace,
             observer=observer,
         )
         if reports is not None:  # the last report, after the last call
@@ -203,6 +231,12 @@ def _worker_main(
     try:
         run_until_complete(loop, main())
     finally:
+        # The link's reader and its watcher are still pending: end them while the loop
+        # runs (left to the garbage collector, they would touch the closed loop).
+        leftover = asyncio.all_tasks(loop)
+        for task in leftover:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
         loop.close()
     return 0
 
@@ -224,19 +258,33 @@ def _start_reports(
 
 
 class _Channel:
-    """The supervisor's end of one worker's socketpair, with its input buffer."""
+    """The supervisor's end of one worker's socketpair, with its input buffer, and where
+    the worker is in its life: serving the plugins of which reload, accepting yet, retiring."""
 
-    def __init__(self, index: int, sock: socket.socket, pid: int) -> None:
+    def __init__(self, index: int, sock: socket.socket, pid: int, generation: int) -> None:
         self.index = index
         self.sock = sock
         self.pid = pid
+        self.generation = generation
+        self.ready = False  # it said it accepts connections
+        self.retiring = False  # replaced: finishing its calls, then exits
         self.buffer = bytearray()
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, plugins: Mapping[str, Plugin]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        plugins: Mapping[str, Plugin],
+        loader: PluginLoader,
+        watch: Sequence[str] = (),
+    ) -> None:
         self.settings = settings
         self.plugins = plugins
+        self.loader = loader
+        self.watch = watch
+        self.generation = 0  # of the plugins: one more at each successful reload
+        self._replacing = False  # a reload's workers are being replaced
         self.tokens: TokenStore[list[tuple[str, bytes]]] = TokenStore(settings.conf_ttl)
         self.buckets = TokenBuckets()
         self.counters = FixedWindowCounters()
@@ -289,7 +337,7 @@ class Supervisor:
                 os._exit(status)
         theirs.close()
         ours.setblocking(False)
-        channel = _Channel(index, ours, pid)
+        channel = _Channel(index, ours, pid, self.generation)
         self.channels[pid] = channel
         self.selector.register(ours, selectors.EVENT_READ, channel)
         self._last_spawn[index] = time.monotonic()
@@ -314,6 +362,10 @@ class Supervisor:
                 break
             message = pickle.loads(bytes(buf[_LENGTH.size : _LENGTH.size + length]))
             del buf[: _LENGTH.size + length]
+            if message == ("ready",):
+                channel.ready = True
+                replies.append(_pack(None))
+                continue
             try:
                 replies.append(_pack(self.answer(message)))
             except Exception:
@@ -345,20 +397,96 @@ class Supervisor:
             if channel is None:
                 continue
             self._drop_channel(channel)
-            self._worker_exited(pid)
+            # (counted as a restart only when it died: not stopped, not retired by a reload)
+            self._worker_exited(pid, died=not self.stopping and not channel.retiring)
             if self.stopping:
+                continue
+            if channel.retiring:
+                log.info("worker %d (pid %d) finished its calls and exited", channel.index, pid)
                 continue
             how = (
                 f"signal {signal.Signals(-os.waitstatus_to_exitcode(status)).name}"
                 if os.WIFSIGNALED(status)
                 else f"status {os.waitstatus_to_exitcode(status)}"
             )
+            if self._replacement(channel) is not None:
+                log.warning(
+                    "worker %d (pid %d) died with %s (already replaced)", channel.index, pid, how
+                )
+                continue
             log.warning(
                 "worker %d (pid %d) died with %s: starting a new one", channel.index, pid, how
             )
             if time.monotonic() - self._last_spawn.get(channel.index, 0.0) < RESPAWN_BACKOFF:
                 time.sleep(RESPAWN_BACKOFF)
             self.spawn(channel.index)
+
+    # reloads: new plugins in the supervisor, then the workers replaced one by one
+
+    def reload(self) -> None:
+        """SIGHUP: import the plugins again here; on success, every worker is replaced (see
+        _replace_next). Tokens stay: the supervisor keeps their raw confs, and a new worker
+        parses each with the new plugins when it first meets it."""
+        log.info("reloading the plugins")
+        try:
+            registry = self.loader.reload()
+        except Exception as exc:
+            reload_failed(exc)
+            return
+        self.plugins = {name: r.plugin for name, r in registry.items()}
+        self.generation += 1
+        log.info(
+            "reloaded: %d plugins (%s); replacing the %d workers one by one",
+            len(self.plugins),
+            ", ".join(sorted(self.plugins)) or "none",
+            self.settings.workers,
+        )
+
+    def _replacement(self, old: _Channel) -> _Channel | None:
+        """The worker of the current plugins that takes ``old``'s place, if started."""
+        for channel in self.channels.values():
+            if channel.index == old.index and channel.generation == self.generation:
+                return channel
+        return None
+
+    def _replace_next(self) -> None:
+        """One step of replacing the workers after a reload, one at a time: start the new
+        worker; once it accepts, tell the old one to finish its calls and exit (SIGUSR2);
+        once that one has exited, the next. The socket is always served."""
+        if self.stopping:
+            return
+        live = list(self.channels.values())
+        old = [c for c in live if c.generation < self.generation and not c.retiring]
+        retiring = any(c.retiring for c in live)
+        if not old:
+            if self._replacing and not retiring:
+                log.info("reload done: every worker serves the new plugins")
+                self._replacing = False
+            return
+        self._replacing = True
+        if retiring or any(c.generation == self.generation and not c.ready for c in live):
+            return
+        target = old[0]
+        new = self._replacement(target)
+        if new is None:
+            self.spawn(target.index)
+            return
+        target.retiring = True
+        log.info(
+            "worker %d (pid %d) replaced by pid %d: finishing its calls",
+            target.index,
+            target.pid,
+            new.pid,
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target.pid, signal.SIGUSR2)
+
+    def _reopen_log(self) -> None:
+        """SIGUSR1: this process's log file, then every worker's."""
+        reopen_log_file()
+        for pid in self.channels:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
 
     def _begin_stop(self) -> float:
         """Ask every worker to finish its calls and exit; the deadline to kill them at."""
@@ -372,6 +500,7 @@ class Supervisor:
         settings = self.settings
         started = time.monotonic()
         parent = os.getppid()
+        set_process_label("supervisor")
         listener = Listener(settings.socket_path, settings.socket_mode, settings.socket_group)
         self.listener = listener.sock
         try:
@@ -383,9 +512,16 @@ class Supervisor:
         wake_r.setblocking(False)
         wake_w.setblocking(False)
         old_wakeup = signal.set_wakeup_fd(wake_w.fileno())
-        for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        for handled in (
+            signal.SIGTERM,
+            signal.SIGINT,
+            signal.SIGCHLD,
+            signal.SIGHUP,
+            signal.SIGUSR1,
+        ):
             signal.signal(handled, lambda s, _f: self._signals.append(s))
         self.selector.register(wake_r, selectors.EVENT_READ, None)
+        watcher = watch_plugin_files(self.watch) if self.watch else None
         try:
             for index in range(settings.workers):
                 self.spawn(index)
@@ -412,12 +548,18 @@ class Supervisor:
                     signum = self._signals.pop(0)
                     if signum == signal.SIGCHLD:
                         self._reap()
+                    elif signum == signal.SIGHUP:
+                        if not self.stopping:
+                            self.reload()
+                    elif signum == signal.SIGUSR1:
+                        self._reopen_log()
                     elif not self.stopping:
                         log.info("received %s: stopping the workers", signal.Signals(signum).name)
                         deadline = self._begin_stop()
                 if not self.stopping and settings.parent_watch and parent_gone(parent):
                     deadline = self._begin_stop()
                 self._reap()
+                self._replace_next()
                 if deadline is not None and time.monotonic() >= deadline and self.channels:
                     log.warning("%d workers still running: killing them", len(self.channels))
                     for pid in list(self.channels):
@@ -425,6 +567,8 @@ class Supervisor:
                             os.kill(pid, signal.SIGKILL)
                     deadline = None
         finally:
+            if watcher is not None:
+                watcher.set()
             signal.set_wakeup_fd(old_wakeup)
             listener.close()
             self._stop_metrics()
@@ -461,9 +605,9 @@ class Supervisor:
         if self.reports is not None and pid in self.channels:
             self.reports.report(pid, snapshot)
 
-    def _worker_exited(self, pid: int) -> None:
+    def _worker_exited(self, pid: int, died: bool) -> None:
         if self.reports is not None:
-            self.reports.worker_exited(pid, replaced=not self.stopping)
+            self.reports.worker_exited(pid, died)
 
     def _metrics_response(self, head: bytes) -> bytes:
         from ._metrics import exposition, families, http_response, live_tokens
@@ -474,12 +618,12 @@ class Supervisor:
         def render() -> bytes:
             counters, gauges = reports.totals()
             gauges["conf_tokens"] = live_tokens(self.tokens)
-            workers = sorted((str(c.index), pid) for pid, c in self.channels.items())
-            processes = [("supervisor", os.getpid()), *workers]
+            processes = [("supervisor", os.getpid()), *self._worker_labels()]
             return exposition(families(counters, gauges, reports.restarts, processes))
 
         def health() -> tuple[bool, str]:
-            alive = reports.alive(self.channels)
+            # a worker being replaced after a reload no longer accepts: not counted
+            alive = reports.alive(p for p, c in self.channels.items() if not c.retiring)
             if self.stopping:
                 return False, "stopping"
             if not alive:
@@ -488,6 +632,30 @@ class Supervisor:
 
         return http_response(head, render, health)
 
+    def _worker_labels(self) -> list[tuple[str, int]]:
+        """(``worker`` label, pid) of each live worker for the process metrics: its index;
+        while a reload replaces workers, the old one of an index is ``"<index>-old"``
+        (``"<index>-old-<pid>"`` beyond one), so that no two processes share a label."""
+        labels: list[tuple[str, int]] = []
+        taken: set[str] = set()
+        newest_first = sorted(
+            self.channels.items(), key=lambda item: (item[1].index, -item[1].generation)
+        )
+        for pid, channel in newest_first:
+            label = str(channel.index)
+            if label in taken:
+                label = f"{channel.index}-old"
+            if label in taken:
+                label = f"{channel.index}-old-{pid}"
+            taken.add(label)
+            labels.append((label, pid))
+        return labels
 
-def run_supervisor(settings: Settings, plugins: Mapping[str, Plugin]) -> int:
-    return Supervisor(settings, plugins).run()
+
+def run_supervisor(
+    settings: Settings,
+    plugins: Mapping[str, Plugin],
+    loader: PluginLoader,
+    watch: Sequence[str] = (),
+) -> int:
+    return Supervisor(settings, plugins, loader, watch).run()

@@ -42,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -596,6 +596,7 @@ def run_runner(
     socket_path: str | None = None,
     paths: Sequence[str] = (),
     entry_points: bool = False,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[RunnerHandle]:
     """Run a runner in a background thread for the duration of the ``with`` block.
 
@@ -603,7 +604,8 @@ def run_runner(
     ``paths`` and ``entry_points=True`` add plugins as ``a6-runner run --plugins`` and the
     ``a6runner.plugins`` entry points do (a module that fails to load raises
     ``PluginLoadError``). Confs are kept ``conf_expire_time`` x 1.2 seconds, as in
-    production.
+    production. ``clock`` is the monotonic clock that conf expiry and the limit buckets
+    and counters read: pass a fake one to let a TTL pass without sleeping.
     """
     from ._registry import build_registry
     from ._runner import serve_single
@@ -622,7 +624,7 @@ def run_runner(
         async def main() -> None:
             nonlocal stop
             stop = asyncio.Event()
-            await serve_single(settings, plugin_map, stop, ready.set)
+            await serve_single(settings, plugin_map, stop, ready.set, clock)
 
         def thread_main() -> None:
             try:
@@ -635,9 +637,12 @@ def run_runner(
 
         thread = threading.Thread(target=thread_main, name="a6runner-test", daemon=True)
         thread.start()
-        ready.wait(10)
+        started = ready.wait(30)
         if failure:
             raise failure[0]
+        if not started:
+            loop.call_soon_threadsafe(loop.stop)
+            raise TimeoutError(f"the runner did not listen on {settings.socket_path} within 30 s")
         try:
             yield RunnerHandle(settings.socket_path, plugin_map)
         finally:

@@ -20,9 +20,14 @@ from .scenarios import ACT_ANY, SCENARIOS
 from .stats import DriverResult, percentile_us
 
 DESCRIPTION = "An APISIX-like end-to-end load driver for a plugin runner."
-EPILOG = "scenarios:\n" + "\n".join(
-    f"  {s.name:<19} {s.desc}" + ("" if s.in_a6load else " (not in a6load)")
-    for s in SCENARIOS.values()
+EPILOG = (
+    "scenarios:\n"
+    + "\n".join(
+        f"  {s.name:<19} {s.desc}" + ("" if s.in_a6load else " (not in a6load)")
+        for s in SCENARIOS.values()
+    )
+    + "\n\nexit status:\n  0  every call answered as expected\n"
+    "  1  some calls failed, or the runner died\n  2  bad arguments"
 )
 EXPECT = {
     "stop": codec.ACTION_STOP,

@@ -34,9 +34,18 @@ class Scenario:
     asks: int = 0
     vars: tuple[tuple[str, bytes], ...] = ()
     in_a6load: bool = True
+    # what the runner under test must be started with for this scenario's plugin
+    runner_args: tuple[str, ...] = ()
+    # round trips per call, when the runner sends several questions at once (else asks)
+    round_trips: int | None = None
+
+    @property
+    def expected_round_trips(self) -> int:
+        return self.asks if self.round_trips is None else self.round_trips
 
 
 REQ, RESP = codec.RPC_HTTP_REQ_CALL, codec.RPC_HTTP_RESP_CALL
+_PREFETCH_VARS = (("http_x_user", b"ada"), ("request_method", b"POST"))
 
 # The first five are a6load.c's table.
 SCENARIOS: dict[str, Scenario] = {
@@ -95,6 +104,35 @@ SCENARIOS: dict[str, Scenario] = {
             asks=2,
             vars=(("content_type", b"application/json; charset=utf-8"),),
             in_a6load=False,
+        ),
+        Scenario(
+            "prefetch",
+            "bench-prefetch",
+            "{}",
+            REQ,
+            codec.ACTION_REWRITE,
+            BODY_ANY,
+            "plain def filter reading 3 declared vars + the request body: one round trip "
+            "(runner started with --plugins a6runner.bench.plugins)",
+            asks=4,
+            vars=_PREFETCH_VARS,
+            in_a6load=False,
+            runner_args=("--plugins", "a6runner.bench.plugins"),
+            round_trips=1,
+        ),
+        Scenario(
+            "one-at-a-time",
+            "bench-one-at-a-time",
+            "{}",
+            REQ,
+            codec.ACTION_REWRITE,
+            BODY_ANY,
+            "the same logic awaiting each var and the body in turn: four round trips "
+            "(runner started with --plugins a6runner.bench.plugins)",
+            asks=4,
+            vars=_PREFETCH_VARS,
+            in_a6load=False,
+            runner_args=("--plugins", "a6runner.bench.plugins"),
         ),
     )
 }

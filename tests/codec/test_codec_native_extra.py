@@ -12,6 +12,7 @@ import struct
 from collections.abc import Callable
 from types import ModuleType
 
+import fbs_reference as ref
 import flatbuffers
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -519,11 +520,33 @@ SAMPLES = [
 ]
 
 
+def accepted_agree_with_reference(codec: ModuleType, buf: bytes) -> list[str]:
+    """Decode ``buf`` with every reader: each one either raises DecodeError or returns
+    exactly what the generated FlatBuffers code reads from the same bytes. Returns the
+    decoders that accepted it."""
+    accepted = []
+    for decoder in ref.DECODER_NAMES:
+        try:
+            decoded = getattr(codec, f"decode_{decoder}")(buf)
+        except DecodeError:
+            continue
+        assert ref.snapshot(decoder, decoded) == ref.reference_snapshot(decoder, buf), (
+            f"decode_{decoder}({buf.hex()})"
+        )
+        accepted.append(decoder)
+    return accepted
+
+
+SAMPLE_DECODERS = ["http_req_call_req", "http_resp_call_req", "prepare_conf_req", "extra_info_resp"]
+
+
 @pytest.mark.parametrize("sample", range(len(SAMPLES)))
 def test_every_truncation_raises_decode_error_or_reads(codec: ModuleType, sample: int) -> None:
     payload = SAMPLES[sample](codec)[4:]
+    assert SAMPLE_DECODERS[sample] in accepted_agree_with_reference(codec, payload)
     for end in range(len(payload)):
         read_everything(codec, payload[:end])
+        accepted_agree_with_reference(codec, payload[:end])
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -540,14 +563,16 @@ def test_corrupted_buffers_only_raise_decode_error(
         else:
             payload[position] = data.draw(st.sampled_from([0x00, 0x7F, 0x80, 0xFF]))
     buf = bytes(payload)
-    # Same verdict and same values from both implementations.
+    # Same verdict and same values from both implementations, and the reference's values.
     assert read_everything(native, buf) == read_everything(pure, buf)
+    accepted_agree_with_reference(native, buf)
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(buf=st.binary(max_size=64))
 def test_random_bytes_only_raise_decode_error(codec: ModuleType, buf: bytes) -> None:
     read_everything(codec, buf)
+    accepted_agree_with_reference(codec, buf)
 
 
 # --- frame splitter -------------------------------------------------------------------------

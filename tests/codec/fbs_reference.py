@@ -468,6 +468,41 @@ def snapshot(decoder: str, decoded: Any) -> Any:
     return decoded  # extra_info_resp: bytes | None; err_resp: int
 
 
+def _entries_as_decoded(
+    entries: list[tuple[str | None, str | None]] | None,
+) -> list[tuple[str, str | None]]:
+    return [(name or "", value) for name, value in entries or []]
+
+
+def reference_snapshot(decoder: str, payload: bytes) -> Any:
+    """``snapshot(decoder, ...)`` of ``payload`` read with the generated code instead of our
+    readers: what a correct ``decode_<decoder>`` returns for a payload it accepts (the
+    generated code does not validate: call it only on payloads a decoder accepted). With
+    our readers' defaults: an absent string or entry name is "" (PrepareConf's key: None),
+    an absent vector [], an absent src_ip b"", an absent conf value b""."""
+    if decoder == "prepare_conf_req":
+        read = read_prepare_conf_req(payload)
+        conf = [(name or "", value or b"") for name, value in read["conf"] or []]
+        return read["key"], conf
+    if decoder == "http_req_call_req":
+        read = read_http_req_call_req(payload)
+        return (
+            read["id"],
+            read["conf_token"],
+            read["method"],
+            read["path"] or "",
+            read["src_ip"] or b"",
+            _entries_as_decoded(read["args"]),
+            _entries_as_decoded(read["headers"]),
+        )
+    if decoder == "http_resp_call_req":
+        read = read_http_resp_call_req(payload)
+        return read["id"], read["status"], read["conf_token"], _entries_as_decoded(read["headers"])
+    if decoder == "extra_info_resp":
+        return read_extra_info_resp(payload)
+    return read_err_resp(payload)
+
+
 DECODER_NAMES = (
     "prepare_conf_req",
     "http_req_call_req",
