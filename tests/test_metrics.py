@@ -229,6 +229,7 @@ def single() -> Iterator[tuple[RunnerProcess, str]]:
         yield runner, metrics_address(runner)
 
 
+@pytest.mark.runtime
 def test_one_process_counts_every_kind_and_outcome_exactly(single) -> None:
     runner, address = single
     before = scrape(address)
@@ -246,6 +247,7 @@ def test_one_process_counts_every_kind_and_outcome_exactly(single) -> None:
         assert value(scrape(address), "a6runner_connections") == 1
 
 
+@pytest.mark.runtime
 def test_a_50ms_plugin_lands_in_the_buckets_of_its_duration(single) -> None:
     runner, address = single
     with runner.client() as apisix:
@@ -266,6 +268,31 @@ def test_a_50ms_plugin_lands_in_the_buckets_of_its_duration(single) -> None:
     assert value(samples, "a6runner_plugin_duration_seconds_bucket", le="+Inf", **labels) == 1
 
 
+@pytest.mark.runtime
+def test_one_process_counters_go_on_through_a_reload(single) -> None:
+    runner, address = single
+    stops = {"type": "http_req_call", "outcome": "stop"}
+    say = {"plugin": "say", "phase": "request"}
+    before = scrape(address)
+    with runner.client() as apisix:
+        token = apisix.prepare_conf([CONFS["say"]])
+        for _ in range(3):
+            assert apisix.http_req_call(token).action == "stop"
+        os.kill(runner.process.pid, signal.SIGHUP)
+        until(lambda: runner.log().count("reloaded: ") == 1, "the reload")
+        for _ in range(4):  # the same token, its conf parsed again by the new plugin
+            assert apisix.http_req_call(token).action == "stop"
+    after = scrape(address)
+    assert (
+        value(after, "a6runner_calls_total", **stops)
+        - value(before, "a6runner_calls_total", **stops)
+        == 7
+    )
+    count = "a6runner_plugin_duration_seconds_count"
+    assert value(after, count, **say) - value(before, count, **say) == 7  # the new one timed too
+
+
+@pytest.mark.runtime
 def test_healthz_head_and_unknown_paths(single) -> None:
     _, address = single
     assert http_get(address, "/healthz") == (200, "ok\n")
@@ -285,7 +312,10 @@ def workers(tmp_path: Path) -> Iterator[tuple[RunnerProcess, str]]:
         yield runner, address
 
 
-def test_two_workers_count_for_the_whole_runner_and_survive_a_killed_worker(workers) -> None:
+@pytest.mark.runtime
+def test_two_workers_count_for_the_whole_runner_through_a_killed_worker_and_a_reload(
+    workers,
+) -> None:
     runner, address = workers
     until(lambda: http_get(address, "/healthz")[0] == 200, "both workers reporting")
     exp = drive(runner, connections=8)
@@ -317,7 +347,24 @@ def test_two_workers_count_for_the_whole_runner_and_survive_a_killed_worker(work
     until(lambda: calls_counted(address) >= exp.total, "the reports after the restart")
     check_counts(scrape(address), exp)
 
+    # a reload replaces both workers, one by one: what they counted stays, once
+    before = worker_pids(runner)
+    os.kill(runner.process.pid, signal.SIGHUP)
+    until(lambda: "reload done: every worker serves the new plugins" in runner.log(), "reload")
+    until(lambda: not worker_pids(runner) & before, "the old workers gone")
+    samples = scrape(address)
+    check_counts(samples, exp)
+    assert value(samples, "a6runner_worker_restarts_total") == 1  # a reload is no restart
+    with runner.client() as apisix:
+        for _ in range(3):
+            assert apisix.http_req_call(token).action == "stop"
+    exp.calls["http_req_call", "stop"] += 3
+    exp.plugin_calls["say", "request"] += 3
+    until(lambda: calls_counted(address) >= exp.total, "the reports after the reload")
+    check_counts(scrape(address), exp)
 
+
+@pytest.mark.runtime
 def test_healthz_is_503_while_no_worker_is_alive(workers) -> None:
     runner, address = workers
     until(lambda: http_get(address, "/healthz") == (200, "ok: 2 of 2 workers alive\n"), "200")
@@ -337,6 +384,7 @@ def test_healthz_is_503_while_no_worker_is_alive(workers) -> None:
 # -- startup errors ------------------------------------------------------------------------------
 
 
+@pytest.mark.runtime
 def test_metrics_without_prometheus_client_is_a_clear_startup_error(tmp_path: Path) -> None:
     hide = "import sys; sys.modules['prometheus_client'] = None; "
     run = "from a6runner._cli import main; sys.exit(main(sys.argv[1:]))"
@@ -354,6 +402,7 @@ def test_metrics_without_prometheus_client_is_a_clear_startup_error(tmp_path: Pa
     assert not (tmp_path / "r.sock").exists()
 
 
+@pytest.mark.runtime
 def test_a_bad_metrics_address_is_refused_by_the_flag() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "a6runner", "run", "--metrics", "localhost"],
@@ -434,6 +483,22 @@ def test_worker_reports_keep_what_exited_workers_counted() -> None:
     assert reports.alive([2, 3]) == 1
     reports.worker_exited(9, died=False)  # never reported: nothing to keep
     assert reports.restarts == 1
+
+
+def test_process_metrics_label_each_live_worker_apart_during_a_reload(tmp_path: Path) -> None:
+    from a6runner._reload import PluginLoader
+    from a6runner._settings import Settings
+    from a6runner._workers import Supervisor, _Channel
+
+    supervisor = Supervisor(Settings(str(tmp_path / "s")), {}, PluginLoader())
+    for pid, index, generation in ((10, 0, 0), (11, 1, 0), (12, 0, 1), (13, 0, 2)):
+        supervisor.channels[pid] = _Channel(index, socket.socket(), pid, generation)
+    try:
+        labels = dict(supervisor._worker_labels())
+    finally:
+        for channel in supervisor.channels.values():
+            channel.sock.close()
+    assert labels == {"0": 13, "0-old": 12, "0-old-10": 10, "1": 11}
 
 
 def test_merge_adds_histograms() -> None:

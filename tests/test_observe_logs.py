@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from a6runner import TraceContext
+from a6runner._logging import JsonFormatter
 from a6runner._observe import make_observer
 from a6runner._registry import build_registry
 from a6runner._runner import serve_single
@@ -84,16 +86,41 @@ def test_debug_logging_is_one_short_line_per_call_without_values(
 
     first = calls[41]
     message = first.getMessage()
-    assert first.token == asks and first.plugin == "asks,say" and first.error is None
+    assert first.token == asks and first.plugins == ["asks", "say"] and first.error is None
     assert message.startswith(f"call 41 http_req_call token {asks}: asks, say -> stop; ")
     assert "asked var remote_addr, req_body;" in message and message.endswith(" ms")
     failed = calls[42]
-    assert failed.plugin == "boom" and failed.error == "service_unavailable"
+    assert failed.plugins == ["boom"] and failed.error == "service_unavailable"
     assert "boom -> error service_unavailable" in failed.getMessage()
     assert "(+12)" in calls[43].getMessage() and len(calls[43].getMessage()) < 300
+    assert calls[43].plugins == ["noop"] * 8 + ["(+12)"]
     assert "http_resp_call" in calls[44].getMessage()
     for record in caplog.records:  # no value of a var or a body, anywhere
         assert SECRET not in record.getMessage()
+
+    # --log-format json: the same line, as fields
+    line = json.loads(JsonFormatter().format(first))
+    assert line["level"] == "debug" and line["message"] == message
+    assert {k: line[k] for k in ("event", "type", "call", "token", "outcome")} == {
+        "event": "call",
+        "type": "http_req_call",
+        "call": 41,
+        "token": asks,
+        "outcome": "stop",
+    }
+    assert line["plugins"] == ["asks", "say"] and line["asked"] == ["var remote_addr", "req_body"]
+    assert isinstance(line["duration_ms"], float) and "error" not in line
+    assert isinstance(line["worker"], str)  # the process label, not the debug line's
+    failed_line = json.loads(JsonFormatter().format(failed))
+    assert (failed_line["outcome"], failed_line["error"]) == ("error", "service_unavailable")
+    prepared = json.loads(JsonFormatter().format(prepares[0]))
+    assert (prepared["event"], prepared["token"], prepared["plugins"]) == (
+        "prepare_conf",
+        asks,
+        ["asks", "say"],
+    )
+    for record in caplog.records:
+        assert SECRET not in JsonFormatter().format(record)
 
 
 def test_nothing_is_observed_at_the_default_level(tmp_path: Path) -> None:
@@ -205,6 +232,7 @@ def test_otel_makes_a_span_per_call_and_per_plugin(
     assert len(by_name(finished, "plugin noop")) == 2  # its response filter too
 
 
+@pytest.mark.runtime
 def test_otel_without_the_api_is_a_clear_startup_error(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -368,10 +368,10 @@ def _observed_filter(
 # -- connections --------------------------------------------------------------------------------
 
 
-def _names(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:DEBUG_LIST_MAX])
+def _shown(items: Sequence[str]) -> list[str]:
+    """The first DEBUG_LIST_MAX of ``items``, and ``"(+N)"`` for the rest."""
     more = len(items) - DEBUG_LIST_MAX
-    return f"{shown} (+{more})" if more > 0 else shown
+    return [*items[:DEBUG_LIST_MAX], f"(+{more})"] if more > 0 else list(items)
 
 
 def _question(question: Question) -> str:
@@ -486,13 +486,11 @@ class Observer:
         metrics: bool,
         debug: bool = False,
         tracing: Tracing | None = None,
-        worker: int | None = None,
     ) -> None:
         self.recorder = Recorder() if metrics else None
         self.debug = debug
         self.tracing = tracing
         self.per_call = debug or tracing is not None  # keeps lists and ids per call
-        self.worker = worker
         self.server: Server | None = None
         base = ObservedConnection if self.per_call else CountingConnection
         self.connection_class: type[CountingConnection] = type(
@@ -565,17 +563,22 @@ class Observer:
     def _debug_line(
         self, conn: ObservedConnection, frame: bytes, outcome: int, elapsed: float
     ) -> None:
+        """The one debug line of a call: names, ids and times, never a value. A JSON line
+        (``--log-format json``) carries the same as fields (``_logging.FIELDS``)."""
         kind = CALL_TYPES.get(conn._obs_type, f"frame type {conn._obs_type}")
         error = _error_code(frame) if outcome == ERROR else None
         result = f"error {error}" if error else OUTCOMES[outcome]
-        plugins = _names(conn._obs_ran) or "no plugin"
+        ran = _shown(conn._obs_ran)
+        plugins = ", ".join(ran) or "no plugin"
+        ms = round(elapsed * 1000, 3)
         fields: dict[str, Any] = {
             "event": "call",
-            "plugin": ",".join(conn._obs_ran[:DEBUG_LIST_MAX]),
-            "worker": self.worker,
+            "type": kind,
+            "plugins": ran,
+            "outcome": OUTCOMES[outcome],
             "error": error,
+            "duration_ms": ms,
         }
-        ms = elapsed * 1000
         if conn._obs_type == codec.RPC_PREPARE_CONF:
             token = prepared_token(frame) if outcome != ERROR else None
             fields.update(event="prepare_conf", token=token)
@@ -591,8 +594,8 @@ class Observer:
         if call is None:  # the frame did not decode: no id, no token
             log.debug("%s (undecoded) -> %s, %.3f ms", kind, result, ms, extra=fields)
             return
-        fields.update(call=call[0], token=call[1])
-        asked = _names([_question(q) for q in conn._obs_asked]) or "nothing"
+        asked = _shown([_question(q) for q in conn._obs_asked])
+        fields.update(call=call[0], token=call[1], asked=asked)
         log.debug(
             "call %d %s token %d: %s -> %s; asked %s; %.3f ms",
             call[0],
@@ -600,7 +603,7 @@ class Observer:
             call[1],
             plugins,
             result,
-            asked,
+            ", ".join(asked) or "nothing",
             ms,
             extra=fields,
         )
@@ -646,9 +649,7 @@ def make_observer(settings: Settings, worker: int | None = None) -> Observer | N
         tracing = Tracing.start(worker)
     if settings.metrics is None and not debug and tracing is None:
         return None
-    return Observer(
-        metrics=settings.metrics is not None, debug=debug, tracing=tracing, worker=worker
-    )
+    return Observer(metrics=settings.metrics is not None, debug=debug, tracing=tracing)
 
 
 def observed(observer: Observer | None, plugins: Mapping[str, Plugin]) -> Mapping[str, Plugin]:
