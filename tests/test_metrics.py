@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from inprocess import observed_runner
 from prometheus_client.parser import text_string_to_metric_families
 
 from a6runner import _observe
@@ -27,8 +29,8 @@ from a6runner._metrics import (
     http_response,
     parse_metrics_address,
 )
-from a6runner._observe import DURATION_BUCKETS, Histogram, Recorder, empty_snapshot, merge
-from a6runner.testing import RunnerProcess, spawn_runner
+from a6runner._observe import DURATION_BUCKETS, Recorder, empty_snapshot, merge
+from a6runner.testing import RunnerHandle, RunnerProcess, spawn_runner
 
 PLUGINS = str(Path(__file__).with_name("metrics_plugins.py"))
 WAIT = 20.0  # seconds to wait for what a worker reports every second
@@ -139,7 +141,7 @@ CONFS = {
 }
 
 
-def drive(runner: RunnerProcess, connections: int = 1) -> Expected:
+def drive(runner: RunnerHandle, connections: int = 1) -> Expected:
     """Prepare every conf of CONFS once, then on each of ``connections`` connections one
     call of every kind and outcome; return what the metrics must say."""
     exp = Expected()
@@ -221,6 +223,22 @@ def check_counts(samples: Samples, exp: Expected) -> None:
 
 
 # -- one process -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["metrics", "metrics+debug"])
+def test_in_process_counts_every_kind_and_outcome_exactly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, debug: bool
+) -> None:
+    """In this process (both kernel modes), and with debug logging on too (its connections
+    and filter wrappers are others: the counts are the same)."""
+    if debug:
+        caplog.set_level(logging.DEBUG, logger="a6runner")
+    address = f"unix:{tmp_path / 'metrics.sock'}"
+    with observed_runner(tmp_path, metrics=address) as runner:
+        exp = drive(runner, connections=2)
+        samples = scrape(address)
+    check_counts(samples, exp)
+    assert any(getattr(r, "event", None) == "call" for r in caplog.records) == debug
 
 
 @pytest.fixture(scope="module")
@@ -426,32 +444,8 @@ def test_metrics_addresses() -> None:
 # -- the pieces --------------------------------------------------------------------------------
 
 
-def test_reply_outcomes_are_read_alike_from_both_codecs(codec: ModuleType) -> None:
-    def outcome(frame: bytes) -> int:
-        read = _observe.reply_outcome(frame)
-        counted = Recorder().record(frame[0], frame, 0.0)  # its own reading, written out
-        assert counted == read
-        return read
-
-    assert outcome(codec.build_http_req_call_resp(3)) == _observe.NONE
-    assert outcome(codec.build_stop(3, 403, [("a", "b")], b"no")) == _observe.STOP
-    assert outcome(codec.build_stop(3, 0, [], b"x")) == _observe.STOP
-    assert outcome(codec.build_rewrite(3, "/p", [], [], [], None)) == _observe.REWRITE
-    assert outcome(codec.build_rewrite(3, None, [("h", "v")], [], [], None)) == _observe.REWRITE
-    assert outcome(codec.build_http_resp_call_resp(3, 0, [], None)) == _observe.NONE
-    assert outcome(codec.build_http_resp_call_resp(3, 201, [], None)) == _observe.RESPONSE
-    assert outcome(codec.build_http_resp_call_resp(3, 0, [("a", "b")], None)) == _observe.RESPONSE
-    assert outcome(codec.build_http_resp_call_resp(3, 0, [], b"body")) == _observe.RESPONSE
-    assert outcome(codec.build_err_resp(codec.ERR_BAD_REQUEST)) == _observe.ERROR
-    assert outcome(codec.build_prepare_conf_resp(9)) == _observe.NONE
+def test_the_prepared_token_of_a_debug_line(codec: ModuleType) -> None:
     assert _observe.prepared_token(codec.build_prepare_conf_resp(123456)) == 123456
-
-
-def test_histogram_buckets_are_less_or_equal() -> None:
-    h = Histogram((0.1, 1.0))
-    for v in (0.1, 0.5, 1.0, 2.0):
-        h.observe(v)
-    assert h.counts == [1, 2, 1] and h.sum == pytest.approx(3.6)
 
 
 def test_worker_reports_keep_what_exited_workers_counted() -> None:
@@ -459,9 +453,8 @@ def test_worker_reports_keep_what_exited_workers_counted() -> None:
     reports = WorkerReports(clock=lambda: now[0])
 
     def snapshot(calls: int, connections: int) -> dict:
-        r = Recorder()
-        r.calls[2][_observe.STOP] = calls
-        snap = r.snapshot()
+        snap = empty_snapshot()
+        snap["calls"]["http_req_call", "stop"] = calls
         snap["gauges"] = {"connections": connections, "buffered_bytes": 10}
         return snap
 
@@ -503,7 +496,7 @@ def test_process_metrics_label_each_live_worker_apart_during_a_reload(tmp_path: 
 
 def test_merge_adds_histograms() -> None:
     a = Recorder()
-    a.durations[2].observe(0.001)
+    a.counts.duration(2).observe(0.001)
     a.plugin("p", "request").hist.observe(0.2)
     total = merge(merge(empty_snapshot(), a.snapshot()), a.snapshot())
     counts, seconds = total["plugin_duration"]["p", "request"]

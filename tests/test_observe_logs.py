@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from inprocess import observed_runner
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,41 +19,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 from a6runner import TraceContext
 from a6runner._logging import JsonFormatter
 from a6runner._observe import make_observer
-from a6runner._registry import build_registry
-from a6runner._runner import serve_single
-from a6runner._server import new_event_loop
 from a6runner._settings import Settings
 from a6runner._tracing import parse_traceparent
-from a6runner.testing import RunnerHandle
 
-PLUGINS = str(Path(__file__).with_name("metrics_plugins.py"))
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 SECRET = "s3cret-value"
-
-
-@contextlib.contextmanager
-def runner_with(tmp_path: Path, **observe: object) -> Iterator[RunnerHandle]:
-    """A runner in a thread of this process, with Settings fields ``observe`` (otel)."""
-    registry = build_registry((), [PLUGINS], bundled=True, entry_points=False)
-    plugins = {n: r.plugin for n, r in registry.items()}
-    settings = Settings(str(tmp_path / "runner.sock"), **observe)  # type: ignore[arg-type]
-    loop = new_event_loop()
-    ready = threading.Event()
-    stop: list[asyncio.Event] = []
-
-    async def main() -> None:
-        stop.append(asyncio.Event())
-        await serve_single(settings, plugins, stop[0], ready.set)
-
-    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield RunnerHandle(settings.socket_path, plugins)
-    finally:
-        loop.call_soon_threadsafe(stop[0].set)
-        thread.join(5)
-        loop.close()
 
 
 def debug_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -69,7 +37,7 @@ def test_debug_logging_is_one_short_line_per_call_without_values(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="a6runner")
-    with runner_with(tmp_path) as runner, runner.client() as apisix:
+    with observed_runner(tmp_path) as runner, runner.client() as apisix:
         asks = apisix.prepare_conf([("asks", {}), ("say", {"body": "hi"})])
         boom = apisix.prepare_conf([("boom", {})])
         long_chain = apisix.prepare_conf([("noop", {})] * 20)
@@ -140,7 +108,7 @@ def test_nothing_is_observed_at_the_default_level(tmp_path: Path) -> None:
 
 
 def test_trace_context_from_the_request_headers(tmp_path: Path) -> None:
-    with runner_with(tmp_path) as runner, runner.client() as apisix:
+    with observed_runner(tmp_path) as runner, runner.client() as apisix:
         token = apisix.prepare_conf([("trace-echo", {})])
         headers = [("TraceParent", TRACEPARENT.upper()), ("tracestate", "k=v")]
         assert apisix.http_req_call(token, headers=headers).body == f"{TRACEPARENT}|k=v".encode()
@@ -151,7 +119,7 @@ def test_trace_context_from_the_request_headers(tmp_path: Path) -> None:
 
 def test_trace_context_in_the_response_phase_comes_from_fetched_vars(tmp_path: Path) -> None:
     gateway = "00-11111111111111111111111111111111-2222222222222222-01"
-    with runner_with(tmp_path) as runner, runner.client() as apisix:
+    with observed_runner(tmp_path) as runner, runner.client() as apisix:
         plain = apisix.prepare_conf([("trace-echo", {})])
         with_vars = apisix.prepare_conf([("trace-echo-vars", {})])
         assert apisix.http_resp_call(plain).header("x-trace") == "none"
@@ -204,7 +172,7 @@ def test_otel_makes_a_span_per_call_and_per_plugin(
     tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:
     spans.clear()
-    with runner_with(tmp_path, otel=True) as runner, runner.client() as apisix:
+    with observed_runner(tmp_path, otel=True) as runner, runner.client() as apisix:
         token = apisix.prepare_conf([("noop", {}), ("say", {"body": "hi"})])
         apisix.http_req_call(token, id=5, headers=[("traceparent", TRACEPARENT)])
         boom = apisix.prepare_conf([("async-boom", {})])

@@ -1,15 +1,21 @@
 """Per-call observation: metrics counters, debug log lines and trace spans.
 
 Decided once at startup (:func:`make_observer`): with metrics, ``--otel`` and debug
-logging all off there is no observer and the serving path is exactly the plain one. With
-one of them on, the server makes :class:`CountingConnection` objects (metrics alone: the
-counting written out, nothing kept per call) or :class:`ObservedConnection` objects (debug
-lines and spans want the call id, the plugins run and the questions asked) instead of
-plain connections, and the plugins the confs are parsed with are proxies whose filters time
-themselves (:meth:`Observer.plugins`). Every figure goes into plain local counters of
-this process (:class:`Recorder`); nothing is formatted until a scrape asks
-(``_metrics.py``), and with ``--workers N`` each worker sends its counters to the
-supervisor once a second (:func:`report_to_supervisor`).
+logging all off there is no observer and the serving path is exactly the plain one.
+
+* Metrics: each connection gets a meter (the ``meter`` kernel, compiled like the codec)
+  that it tells when a call's first byte came, what the call is, and every frame it
+  writes; the meter reads the outcome from the reply and counts it with its duration. The
+  plugins the confs are parsed with are stand-ins whose filters are timed by the kernel
+  (:meth:`Observer.plugins`). So metrics add one C call per event to the hot path and no
+  Python frame.
+* Debug lines and spans want more of each call (its id and token, the plugins run, the
+  questions asked): the server then makes :class:`ObservedConnection` objects, and the
+  stand-in filters are Python wrappers.
+
+Every figure goes into plain local counters of this process (:class:`Recorder`); nothing
+is formatted until a scrape asks (``_metrics.py``), and with ``--workers N`` each worker
+sends its counters to the supervisor once a second (:func:`report_to_supervisor`).
 
 This module needs no optional package: prometheus-client is only imported where the
 numbers are rendered, OpenTelemetry only with ``--otel`` (``_tracing.py``).
@@ -22,8 +28,6 @@ import contextlib
 import logging
 import os
 import struct
-import time
-from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import _chain as chain
 from ._confstore import Question
 from ._errors import PeerClosed
-from ._kernels import codec
+from ._kernels import codec, meter
 from ._plugin import Plugin
 from ._server import DEADLINE, Connection, Server
 
@@ -41,7 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("a6runner")
 
-perf_counter = time.perf_counter
+now = meter.now  # every duration here is a difference of two readings of this clock
 
 # Metric label values (README, Monitoring).
 CALL_TYPES = {
@@ -49,21 +53,21 @@ CALL_TYPES = {
     codec.RPC_HTTP_REQ_CALL: "http_req_call",
     codec.RPC_HTTP_RESP_CALL: "http_resp_call",
 }
-OUTCOMES = ("none", "stop", "rewrite", "response", "error")
-NONE, STOP, REWRITE, RESPONSE, ERROR = range(len(OUTCOMES))
+OUTCOMES = ("none", "stop", "rewrite", "response", "error")  # by meter.OUTCOME_*
+NONE, STOP, REWRITE, RESPONSE, ERROR = (
+    meter.OUTCOME_NONE,
+    meter.OUTCOME_STOP,
+    meter.OUTCOME_REWRITE,
+    meter.OUTCOME_RESPONSE,
+    meter.OUTCOME_ERROR,
+)
 # The outcomes each call type can have: every one is exported, zeros too.
 TYPE_OUTCOMES = {
     "prepare_conf": ("none", "error"),
     "http_req_call": ("none", "stop", "rewrite", "error"),
     "http_resp_call": ("none", "response", "error"),
 }
-ERROR_CODES = ("bad_request", "service_unavailable", "conf_token_not_found")
-# chain.error_frame is the one place failures become codes: it returns these frames.
-_ERROR_FRAMES = {
-    chain.ERR_BAD_REQUEST: 0,
-    chain.ERR_SERVICE_UNAVAILABLE: 1,
-    chain.ERR_CONF_TOKEN_NOT_FOUND: 2,
-}
+ERROR_CODES = ("bad_request", "service_unavailable", "conf_token_not_found")  # by ERR_*
 INFO_KINDS = {
     codec.INFO_VAR: "var",
     codec.INFO_REQ_BODY: "req_body",
@@ -86,141 +90,47 @@ _U32 = struct.Struct("<I").unpack_from
 _I32 = struct.Struct("<i").unpack_from
 
 
-# -- what a reply frame says (read from the FlatBuffers table, as APISIX will) ------------------
-
-
-def _table(frame: bytes) -> tuple[int, int, int]:
-    """(table position, vtable position, vtable length) of a reply frame's root table."""
+def prepared_token(frame: bytes) -> int:
+    """The conf token of a PrepareConfResp frame (for the debug line)."""
     table = 4 + _U32(frame, 4)[0]
     vtable = table - _I32(frame, table)[0]
-    return table, vtable, _U16(frame, vtable)[0]
-
-
-def _field(frame: bytes, vtable: int, vtable_len: int, index: int) -> int:
-    """The offset of field ``index`` in its table, 0 when the field is absent."""
-    at = 4 + 2 * index
-    return _U16(frame, vtable + at)[0] if at < vtable_len else 0
-
-
-def reply_outcome(frame: bytes) -> int:
-    """NONE / STOP / REWRITE / RESPONSE / ERROR for a reply frame."""
-    kind = frame[0]
-    if kind == codec.RPC_HTTP_REQ_CALL:  # HTTPReqCallResp: id, action_type, action
-        table, vtable, vlen = _table(frame)
-        at = _field(frame, vtable, vlen, 1)
-        action = frame[table + at] if at else 0
-        return STOP if action == codec.ACTION_STOP else REWRITE if action else NONE
-    if kind == codec.RPC_HTTP_RESP_CALL:  # HTTPRespCallResp: id, status, headers, body
-        table, vtable, vlen = _table(frame)
-        at = _field(frame, vtable, vlen, 1)
-        if at and _U16(frame, table + at)[0]:
-            return RESPONSE
-        at = _field(frame, vtable, vlen, 2)
-        if at:
-            vector = table + at + _U32(frame, table + at)[0]
-            if _U32(frame, vector)[0]:
-                return RESPONSE
-        return RESPONSE if _field(frame, vtable, vlen, 3) else NONE
-    return ERROR if kind == codec.RPC_ERROR else NONE
-
-
-def prepared_token(frame: bytes) -> int:
-    """The conf token of a PrepareConfResp frame."""
-    table, vtable, vlen = _table(frame)
-    at = _field(frame, vtable, vlen, 0)
+    at = _U16(frame, vtable + 4)[0] if _U16(frame, vtable)[0] > 4 else 0
     return _U32(frame, table + at)[0] if at else 0
 
 
 # -- local counters ---------------------------------------------------------------------------
 
-
-class Histogram:
-    """Bucket counts (not cumulative; the last one is +Inf) and the sum of observations."""
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1  # bounds are "less or equal"
-        self.sum += value
-
-    def snapshot(self) -> tuple[list[int], float]:
-        return list(self.counts), self.sum
-
-
-class PluginStats:
-    """One plugin's filter in one phase: how long it took, how often it failed."""
-
-    __slots__ = ("errors", "hist")
-
-    def __init__(self) -> None:
-        self.hist = Histogram(DURATION_BUCKETS)
-        self.errors = 0
-
-
+Histogram = meter.Histogram
 Snapshot = dict[str, Any]
 
 
 class Recorder:
-    """Every per-call figure of one serving process, as plain counters."""
+    """Every per-call figure of one serving process, as plain counters (kernel objects)."""
 
     def __init__(self) -> None:
-        self.calls = {t: [0] * len(OUTCOMES) for t in CALL_TYPES}
-        self.durations = {t: Histogram(DURATION_BUCKETS) for t in CALL_TYPES}
-        self._by_type = {t: (self.calls[t], self.durations[t]) for t in CALL_TYPES}
-        self.errors = [0] * len(ERROR_CODES)
-        self.extra_info = dict.fromkeys(INFO_KINDS, 0)
-        self.plugins: dict[tuple[str, str], PluginStats] = {}
-        self.loop_lag = Histogram(LAG_BUCKETS)
+        self.counts = meter.CallCounts(DURATION_BUCKETS)
+        self.plugins: dict[tuple[str, str], meter.PluginStats] = {}
+        self.loop_lag = meter.Histogram(LAG_BUCKETS)
 
-    def record(self, frame_type: int, frame: bytes, elapsed: float) -> int:
-        """A call of ``frame_type`` answered with ``frame`` after ``elapsed`` seconds;
-        returns its outcome. (On every call: written out, no helper calls.)"""
-        kind = frame[0]
-        if kind == codec.RPC_HTTP_REQ_CALL:  # HTTPReqCallResp: id, action_type, action
-            table = 4 + _U32(frame, 4)[0]
-            vtable = table - _I32(frame, table)[0]
-            at = _U16(frame, vtable + 6)[0] if _U16(frame, vtable)[0] > 6 else 0
-            action = frame[table + at] if at else 0
-            outcome = STOP if action == codec.ACTION_STOP else REWRITE if action else NONE
-        elif kind == codec.RPC_HTTP_RESP_CALL:
-            outcome = reply_outcome(frame)
-        elif kind == codec.RPC_ERROR:
-            outcome = ERROR
-            self.errors[_ERROR_FRAMES.get(frame, 1)] += 1
-        else:
-            outcome = NONE
-        slot = self._by_type.get(frame_type)
-        if slot is not None:  # (a frame of an unknown type counts as an error only)
-            calls, hist = slot
-            calls[outcome] += 1
-            hist.counts[bisect_left(hist.bounds, elapsed)] += 1
-            hist.sum += elapsed
-        return outcome
-
-    def plugin(self, name: str, phase: str) -> PluginStats:
+    def plugin(self, name: str, phase: str) -> meter.PluginStats:
+        """The stats of ``name``'s filter in ``phase`` (the same ones after a reload)."""
         stats = self.plugins.get((name, phase))
         if stats is None:
-            stats = self.plugins[name, phase] = PluginStats()
+            stats = self.plugins[name, phase] = meter.PluginStats(DURATION_BUCKETS)
         return stats
 
     def snapshot(self) -> Snapshot:
         """Plain, picklable data (labels as strings), the counters only."""
+        counts = self.counts
         return {
-            "calls": {
-                (CALL_TYPES[t], OUTCOMES[i]): n
-                for t, c in self.calls.items()
-                for i, n in enumerate(c)
+            "calls": {(CALL_TYPES[t], OUTCOMES[o]): n for (t, o), n in counts.calls().items()},
+            "call_errors": dict(zip(ERROR_CODES, counts.errors(), strict=True)),
+            "call_duration": {
+                name: counts.duration(t).snapshot() for t, name in CALL_TYPES.items()
             },
-            "call_errors": dict(zip(ERROR_CODES, self.errors, strict=True)),
-            "call_duration": {CALL_TYPES[t]: h.snapshot() for t, h in self.durations.items()},
             "plugin_duration": {k: s.hist.snapshot() for k, s in self.plugins.items()},
             "plugin_errors": {k: s.errors for k, s in self.plugins.items()},
-            "extra_info": {INFO_KINDS[k]: n for k, n in self.extra_info.items()},
+            "extra_info": {INFO_KINDS[k]: n for k, n in counts.questions().items()},
             "loop_lag": self.loop_lag.snapshot(),
         }
 
@@ -271,36 +181,13 @@ class ObservedPlugin(Plugin):
         return self.inner.needs(conf)
 
 
-Filter = Callable[[Any, Any], Any]
+Filter = Callable[[Any, Any], Any]  # a plugin's request_filter or response_filter
 
 
 def _overridden(self: Plugin, conf: Any, call: Any) -> None:
     """On an ObservedPlugin class: says the real plugin has this filter (each instance
     carries the observed filter itself)."""
     raise AssertionError("shadowed by the instance's observed filter")
-
-
-def _timed(filt: Filter, stats: PluginStats) -> Filter:
-    """The filter, its time and failures counted (metrics only: the cheapest wrapper)."""
-    hist = stats.hist
-    counts, bounds = hist.counts, hist.bounds
-
-    def timed(conf: Any, call: Any) -> Any:
-        started = perf_counter()
-        try:
-            result = filt(conf, call)
-        except BaseException:
-            stats.errors += 1
-            hist.observe(perf_counter() - started)
-            raise
-        if result is not None and isawaitable(result):
-            return _timed_await(result, started, stats, None, call)
-        took = perf_counter() - started
-        counts[bisect_left(bounds, took)] += 1
-        hist.sum += took
-        return result
-
-    return timed
 
 
 def _plugin_failed(exc: BaseException, call: Any) -> bool:
@@ -315,8 +202,14 @@ def _plugin_failed(exc: BaseException, call: Any) -> bool:
 
 
 async def _timed_await(
-    pending: Awaitable[Any], started: float, stats: PluginStats | None, span: Any, call: Any
+    pending: Awaitable[Any],
+    started: float,
+    stats: meter.PluginStats | None,
+    call: Any,
+    span: Any = None,
 ) -> None:
+    """An async filter's awaitable, awaited: its time (from ``started``, a ``now()``) and
+    failure counted in ``stats``, its span ended."""
     failed = False
     try:
         await pending
@@ -328,14 +221,18 @@ async def _timed_await(
         raise
     finally:
         if stats is not None:
-            stats.hist.observe(perf_counter() - started)
+            stats.hist.observe(now() - started)
             stats.errors += failed
         if span is not None:
             span.end()
 
 
 def _observed_filter(
-    name: str, filt: Filter, stats: PluginStats | None, debug: bool, tracing: Tracing | None
+    name: str,
+    filt: Filter,
+    stats: meter.PluginStats | None,
+    debug: bool,
+    tracing: Tracing | None,
 ) -> Filter:
     """The filter with everything the observer wants of it (debug log, spans, metrics)."""
 
@@ -344,20 +241,20 @@ def _observed_filter(
         if debug:
             conn._obs_ran.append(name)
         span = tracing.plugin_span(name, conn._obs_span) if tracing is not None else None
-        started = perf_counter()
+        started = now()
         try:
             result = filt(conf, call)
         except BaseException as exc:
             if stats is not None:
                 stats.errors += 1
-                stats.hist.observe(perf_counter() - started)
+                stats.hist.observe(now() - started)
             if span is not None:
                 span.end_error(exc, True)
             raise
         if result is not None and isawaitable(result):
-            return _timed_await(result, started, stats, span, call)
+            return _timed_await(result, started, stats, call, span)
         if stats is not None:
-            stats.hist.observe(perf_counter() - started)
+            stats.hist.observe(now() - started)
         if span is not None:
             span.end()
         return result
@@ -379,86 +276,40 @@ def _question(question: Question) -> str:
     return f"var {name}" if info_type == codec.INFO_VAR else INFO_KINDS.get(info_type, "?")
 
 
-class CountingConnection(Connection):
-    """A connection that counts its calls (metrics only): the time of a call's first
-    byte is noted as it arrives (a read that begins a frame while no ExtraInfo answer is
-    due), its type as it is dispatched, the reply is read as it is written (``send``,
-    where every reply goes out) and ExtraInfo questions are counted as they are asked."""
-
-    _recorder: Recorder  # set on the subclass each Observer makes
-
-    def __init__(self, server: Server) -> None:
-        super().__init__(server)
-        self._obs_type = -1  # the frame type of the call in flight
-        self._obs_first = 0.0  # perf_counter() at the first byte of the last call to come
-        self._obs_started = 0.0  # ... and of the call in flight
-
-    def data_received(self, data: bytes) -> None:
-        if not self._splitter.pending and not self._info_waiters:  # a call's first byte
-            self._obs_first = perf_counter()
-        Connection.data_received(self, data)
-
-    def _dispatch(self, frame_type: int, payload: bytes) -> None:
-        self._obs_type = frame_type
-        self._obs_started = self._obs_first
-        Connection._dispatch(self, frame_type, payload)
-
-    def send(self, frame: bytes) -> None:
-        Connection.send(self, frame)
-        if frame[0] != codec.RPC_EXTRA_INFO:
-            self._recorder.record(self._obs_type, frame, perf_counter() - self._obs_started)
-
-    def _count_asked(self, questions: Sequence[Question]) -> None:
-        counts = self._recorder.extra_info
-        for info_type, _ in questions:
-            if info_type in counts:
-                counts[info_type] += 1
-
-    def ask(self, info_type: int, name: str | None) -> asyncio.Future[bytes | None]:
-        fut = Connection.ask(self, info_type, name)
-        self._count_asked(((info_type, name),))
-        return fut
-
-    def ask_many(
-        self, questions: Sequence[tuple[int, str | None]]
-    ) -> list[Awaitable[bytes | None]]:
-        futures = Connection.ask_many(self, questions)
-        self._count_asked(questions)
-        return futures
-
-    def prefetch(
-        self,
-        call: chain.Call,
-        questions: tuple[Question, ...],
-        then: Callable[[], Coroutine[Any, Any, None] | None],
-    ) -> None:
-        Connection.prefetch(self, call, questions, then)
-        self._count_asked(questions)
-
-
-class ObservedConnection(CountingConnection):
-    """A connection that also keeps what debug lines and spans want of each call (the
-    call id and token, the plugins run, the questions asked); metrics are optional."""
+class ObservedConnection(Connection):
+    """A connection that keeps what debug lines and spans want of each call (the call id
+    and token, the plugins run, the questions asked, its time); its meter, when metrics
+    are on, counts as on any connection."""
 
     _observer: Observer  # set on the subclass each Observer makes
 
     def __init__(self, server: Server) -> None:
         super().__init__(server)
+        self._obs_type = -1  # the frame type of the call in flight
+        self._obs_first = 0.0  # now() at the first byte of the last call to come
+        self._obs_started = 0.0  # ... and of the call in flight
         self._obs_call: tuple[int, int] | None = None  # (call id, token)
         self._obs_ran: list[str] = []
         self._obs_asked: list[Question] = []
         self._obs_span: Any = None
 
+    def data_received(self, data: bytes) -> None:
+        if not self._splitter.pending and not self._info_waiters:  # a call's first byte
+            self._obs_first = now()
+        Connection.data_received(self, data)
+
     def _dispatch(self, frame_type: int, payload: bytes) -> None:
+        self._obs_type = frame_type
+        self._obs_started = self._obs_first
         self._obs_call = None
         self._obs_ran = []
         self._obs_asked = []
-        CountingConnection._dispatch(self, frame_type, payload)
+        Connection._dispatch(self, frame_type, payload)
 
     def send(self, frame: bytes) -> None:
         Connection.send(self, frame)
         if frame[0] != codec.RPC_EXTRA_INFO:
-            self._observer.replied(self, frame, perf_counter() - self._obs_started)
+            self._observer.replied(self, frame, now() - self._obs_started)
 
     def _http_call(self, phase: chain.Phase, decoded: Any) -> Any:
         self._obs_call = (decoded.id, decoded.conf_token)
@@ -471,9 +322,25 @@ class ObservedConnection(CountingConnection):
         self._obs_ran = [name for name, _ in req.conf]
         return Connection._prepare_conf(self, req)
 
-    def _count_asked(self, questions: Sequence[Question]) -> None:
-        if self._observer.recorder is not None:
-            CountingConnection._count_asked(self, questions)
+    def ask(self, info_type: int, name: str | None) -> asyncio.Future[bytes | None]:
+        fut = Connection.ask(self, info_type, name)
+        self._obs_asked.append((info_type, name))
+        return fut
+
+    def ask_many(
+        self, questions: Sequence[tuple[int, str | None]]
+    ) -> list[Awaitable[bytes | None]]:
+        futures = Connection.ask_many(self, questions)
+        self._obs_asked.extend(questions)
+        return futures
+
+    def prefetch(
+        self,
+        call: chain.Call,
+        questions: tuple[Question, ...],
+        then: Callable[[], Coroutine[Any, Any, None] | None],
+    ) -> None:
+        Connection.prefetch(self, call, questions, then)
         self._obs_asked.extend(questions)
 
 
@@ -492,35 +359,40 @@ class Observer:
         self.tracing = tracing
         self.per_call = debug or tracing is not None  # keeps lists and ids per call
         self.server: Server | None = None
-        base = ObservedConnection if self.per_call else CountingConnection
-        self.connection_class: type[CountingConnection] = type(
-            base.__name__, (base,), {"_observer": self, "_recorder": self.recorder}
+        self.connection_class: type[ObservedConnection] | None = (
+            type("ObservedConnection", (ObservedConnection,), {"_observer": self})
+            if self.per_call
+            else None
         )
         self._probe: asyncio.TimerHandle | None = None
 
     # -- set-up --
 
     def plugins(self, plugins: Mapping[str, Plugin]) -> dict[str, Plugin]:
-        """Stand-ins for ``plugins`` whose filters report to this observer."""
+        """Stand-ins for ``plugins`` whose filters report to this observer (the same
+        counters for a plugin of the same name: after a reload they go on)."""
         observed: dict[str, Plugin] = {}
+        phases = (("request_filter", "request"), ("response_filter", "response"))
         for name, plugin in plugins.items():
+            methods = [
+                (method, phase)
+                for method, phase in phases
+                if getattr(type(plugin), method) is not getattr(Plugin, method)
+            ]
             attrs: dict[str, Any] = {"name": name}
-            filters: dict[str, Filter] = {}
-            for method, phase in (("request_filter", "request"), ("response_filter", "response")):
-                if getattr(type(plugin), method) is getattr(Plugin, method):
-                    continue
-                attrs[method] = _overridden  # as the confstore asks the class
-                stats = self.recorder.plugin(name, phase) if self.recorder is not None else None
-                inner = getattr(plugin, method)
-                if self.per_call:
-                    filters[method] = _observed_filter(name, inner, stats, self.debug, self.tracing)
-                else:
-                    assert stats is not None
-                    filters[method] = _timed(inner, stats)
+            attrs.update((method, _overridden) for method, _ in methods)  # the confstore asks
             cls = type(f"Observed_{type(plugin).__name__}", (ObservedPlugin,), attrs)
             proxy = cls(plugin)
-            for method, filt in filters.items():
-                filt.__self__ = proxy  # type: ignore[attr-defined]  # _chain names plugins by it
+            for method, phase in methods:
+                stats = self.recorder.plugin(name, phase) if self.recorder is not None else None
+                inner = getattr(plugin, method)
+                filt: Filter
+                if self.per_call:
+                    filt = _observed_filter(name, inner, stats, self.debug, self.tracing)
+                    filt.__self__ = proxy  # type: ignore[attr-defined]  # _chain names plugins by it
+                else:  # metrics alone: the kernel's timed filter, no Python frame of ours
+                    assert stats is not None
+                    filt = meter.TimedFilter(inner, stats, _timed_await, proxy)
                 setattr(proxy, method, filt)
             observed[name] = proxy
         return observed
@@ -528,8 +400,10 @@ class Observer:
     def attach(self, server: Server) -> None:
         """Serve ``server``'s connections observed (called by ``_server.serve``)."""
         self.server = server
-        server.connection_factory = self.connection_class
+        if self.connection_class is not None:
+            server.connection_factory = self.connection_class
         if self.recorder is not None:
+            server.call_counts = self.recorder.counts  # each connection meters into them
             self._schedule_probe(asyncio.get_running_loop())
 
     def detach(self) -> None:
@@ -538,22 +412,18 @@ class Observer:
             self._probe = None
 
     def _schedule_probe(self, loop: asyncio.AbstractEventLoop) -> None:
-        due = perf_counter() + LAG_PROBE
+        due = now() + LAG_PROBE
         self._probe = loop.call_later(LAG_PROBE, self._lag_sample, loop, due)
 
     def _lag_sample(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
         assert self.recorder is not None
-        self.recorder.loop_lag.observe(max(0.0, perf_counter() - due))
+        self.recorder.loop_lag.observe(max(0.0, now() - due))
         self._schedule_probe(loop)
 
     # -- per call (from ObservedConnection: debug lines, spans) --
 
     def replied(self, conn: ObservedConnection, frame: bytes, elapsed: float) -> None:
-        recorder = self.recorder
-        if recorder is not None:
-            outcome = recorder.record(conn._obs_type, frame, elapsed)
-        else:
-            outcome = reply_outcome(frame)
+        outcome = meter.reply_outcome(frame)  # (counted by the connection's meter)
         span, conn._obs_span = conn._obs_span, None
         if span is not None:
             span.end_call(OUTCOMES[outcome], _error_code(frame) if outcome == ERROR else None)
@@ -635,7 +505,7 @@ class Observer:
 
 
 def _error_code(frame: bytes) -> str:
-    return ERROR_CODES[_ERROR_FRAMES.get(frame, 1)]
+    return ERROR_CODES[meter.error_code(frame)]
 
 
 def make_observer(settings: Settings, worker: int | None = None) -> Observer | None:

@@ -39,7 +39,7 @@ from ._errors import (
     PeerClosed,
     UnexpectedFrame,
 )
-from ._kernels import codec
+from ._kernels import codec, meter
 from ._paths import socket_path_error
 from ._plugin import Plugin, RunnerServices
 from ._services import PolicyServices
@@ -153,6 +153,9 @@ class Connection(asyncio.Protocol):
         self._memory = server.frame_memory
         self._splitter = codec.FrameSplitter()
         self._transport: asyncio.Transport | None = None
+        # --metrics: what this connection's calls are counted by (None: not counted)
+        counts = server.call_counts
+        self._meter = meter.CallMeter(counts) if counts is not None else None
         # A call in flight past data_received (waiting for its prefetched ExtraInfo, or
         # running as a task): frames other than ExtraInfo answers wait behind it.
         self._in_call = False
@@ -195,6 +198,9 @@ class Connection(asyncio.Protocol):
             self._task.cancel()
 
     def data_received(self, data: bytes) -> None:
+        metered = self._meter
+        if metered is not None and not self._info_waiters and not self._splitter.pending:
+            metered.first_byte()  # this read begins a call
         for frame_type, payload in self._splitter.feed(data):
             if self._info_waiters:
                 if frame_type == codec.RPC_EXTRA_INFO:
@@ -270,8 +276,14 @@ class Connection(asyncio.Protocol):
         """Write a reply frame: every answer of this connection goes out here."""
         if self._transport is not None:
             self._transport.write(frame)
+        metered = self._meter
+        if metered is not None:
+            metered.sent(frame)
 
     def _dispatch(self, frame_type: int, payload: bytes) -> None:
+        metered = self._meter
+        if metered is not None:
+            metered.started(frame_type)
         try:
             phase = PHASES.get(frame_type)
             if phase is not None:
@@ -590,9 +602,10 @@ class Server:
         # slower to come back, takes fewer).
         self.accept_pause = accept_pause
         self.connections: set[Connection] = set()
-        # What each accepted connection is (an observer's subclass when metrics, --otel
-        # or debug logging are on: _observe.py).
+        # What each accepted connection is (an observer's subclass when --otel or debug
+        # logging are on), and what its calls are counted into (--metrics): _observe.py.
         self.connection_factory: Callable[[Server], Connection] = Connection
+        self.call_counts: meter.CallCounts | None = None
         self._accepting = False
         self._listening = False
         self._out_of_fds = False
