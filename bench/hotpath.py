@@ -12,6 +12,13 @@ kernel's socket work, which a6measure covers.
     bench/hotpath.py --compare say 2000                 # runs callgrind twice (N and 0
                                                         # calls) and prints instr/call
     bench/hotpath.py --compare --metrics say 2000       # the same with --metrics on
+    bench/hotpath.py --compare --process say 2000       # a real `a6-runner run` process
+                                                        # under callgrind, called over its
+                                                        # socket (uvloop, endpoint, timers)
+
+``--process`` counts the whole runner process (its user-space instructions: the kernel's
+socket work is not counted) while a client in another process makes the calls, one at a
+time; the same N and 0 calls subtraction gives the figure per call.
 """
 
 from __future__ import annotations
@@ -21,8 +28,12 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 SCENARIOS: dict[str, tuple[str, str, Any]] = {
@@ -144,19 +155,73 @@ def _instructions(scenario: str, calls: int, metrics: bool = False) -> int:
     return int(match.group(1))
 
 
+RUNNER = str(Path(sys.executable).with_name("a6-runner"))
+
+
+def _process_instructions(scenario: str, calls: int, metrics: bool = False) -> int:
+    """Instructions of an `a6-runner run` process (under callgrind) serving ``calls``."""
+    from a6runner.testing import Client
+
+    kind, plugin, conf = SCENARIOS[scenario]
+    with tempfile.TemporaryDirectory() as folder:
+        sock = str(Path(folder) / "runner.sock")
+        runner = subprocess.Popen(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                RUNNER,
+                "run",
+                "--no-parent-watch",
+                *(["--metrics", "127.0.0.1:0"] if metrics else []),
+            ],
+            env={**os.environ, "PYTHONHASHSEED": "0", "APISIX_LISTEN_ADDRESS": f"unix:{sock}"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not Path(sock).exists():
+                if runner.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the runner did not start: {runner.stderr.read()}")  # type: ignore[union-attr]
+                time.sleep(0.1)
+            with Client(sock, timeout=60) as apisix:
+                token = apisix.prepare_conf([(plugin, conf)])
+                for i in range(calls):
+                    if kind == "req":
+                        reply = apisix.http_req_call(token, id=i, headers=HEADERS)
+                    else:
+                        reply = apisix.http_resp_call(token, id=i, headers=HEADERS, body=RESP_BODY)
+                    if reply.error:
+                        raise SystemExit(f"call {i}: {reply.error}")
+        finally:
+            runner.send_signal(signal.SIGTERM)
+            _, err = runner.communicate(timeout=120)
+    match = re.search(r"Collected : (\d+)", err)
+    if match is None:
+        raise SystemExit(err)
+    return int(match.group(1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("calls", type=int)
     parser.add_argument("--compare", action="store_true", help="instructions per call")
     parser.add_argument("--metrics", action="store_true", help="count as --metrics does")
+    parser.add_argument(
+        "--process", action="store_true", help="a real runner process (with --compare)"
+    )
     args = parser.parse_args()
     if not args.compare:
         asyncio.run(_drive(args.scenario, args.calls, args.metrics))
         return
-    base = _instructions(args.scenario, 0, args.metrics)
-    total = _instructions(args.scenario, args.calls, args.metrics)
+    count = _process_instructions if args.process else _instructions
+    base = count(args.scenario, 0, args.metrics)
+    total = count(args.scenario, args.calls, args.metrics)
     label = f"{args.scenario}{' --metrics' if args.metrics else ''}"
+    label += " (runner process)" if args.process else ""
     print(f"{label}: {(total - base) / args.calls:,.0f} instructions per call")
 
 
