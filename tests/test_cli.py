@@ -13,6 +13,7 @@ import pytest
 import a6runner
 from a6runner._cli import main
 from a6runner._errors import ConfigError
+from a6runner._registry import _may_declare_plugins, installed_entry_points
 
 
 @pytest.fixture(autouse=True)
@@ -140,6 +141,51 @@ def test_an_entry_point_naming_something_else_is_a_load_error(
     err = capsys.readouterr().err
     assert "entry point ep = ep_plugin_module:helper (ep-plugin 1.0)" in err
     assert "is neither a named Plugin subclass nor a module" in err
+
+
+def _dist_info(site: Path, name: str, entry_points: str | None) -> None:
+    dist = site / f"{name}-1.0.dist-info"
+    dist.mkdir(parents=True)
+    if entry_points is not None:
+        (dist / "entry_points.txt").write_text(entry_points)
+
+
+def test_importlib_metadata_is_skipped_only_when_no_distribution_can_declare_plugins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The look ahead of importlib.metadata (it costs every process ~2 MiB) must never miss
+    # a distribution that declares the group: anything it cannot see into counts as one.
+    site = tmp_path / "site"
+    _dist_info(site, "no_entry_points", None)
+    _dist_info(site, "other_group", "[console_scripts]\nx = y:z\n")
+    (site / "plain.egg-info").write_text("Metadata-Version: 2.1\n")  # a file: no entry points
+    monkeypatch.setattr(sys, "path", [str(site), str(tmp_path / "missing")])
+    assert not _may_declare_plugins()
+    assert installed_entry_points() == ()
+
+    _dist_info(site, "declares", "[a6runner.plugins]\nep = some_module\n")
+    assert _may_declare_plugins()
+    (site / "declares-1.0.dist-info" / "entry_points.txt").unlink()
+    assert not _may_declare_plugins()
+
+    (site / "old.egg").mkdir()  # an egg: importlib.metadata looks inside
+    assert _may_declare_plugins()
+    (site / "old.egg").rmdir()
+    archive = tmp_path / "plugins.zip"
+    archive.write_bytes(b"")
+    monkeypatch.setattr(sys, "path", [str(site), str(archive)])
+    assert _may_declare_plugins()
+
+    class DistributionFinder:
+        def find_spec(self, *args: object) -> None:
+            return None
+
+        def find_distributions(self, *args: object) -> list[object]:
+            return []
+
+    monkeypatch.setattr(sys, "path", [str(site)])
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, DistributionFinder()])
+    assert _may_declare_plugins()
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,8 @@ the runner reads and writes frames with its own codec."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,53 @@ def test_a_serving_runner_never_imports_the_flatbuffers_reference(
     assert "a6native.codec" in modules or impl == "python"
     reference = sorted(m for m in modules if m.startswith(REFERENCE_ONLY))
     assert reference == []
+
+
+# What a plain run imports only on first use: each costs every worker memory (together
+# ~3 MiB of its RSS), and a runner whose confs never need them should not pay for them.
+# importlib.metadata (email, zipfile, csv, tempfile behind it) only when a distribution
+# may declare an entry-point plugin; uuid/secrets/hashlib when request-id generates an id
+# or a limit names its conf; ipaddress when a plugin reads src_ip or ip-restriction parses
+# a conf.
+ON_FIRST_USE = (
+    "importlib.metadata",
+    "email",
+    "zipfile",
+    "csv",
+    "tempfile",
+    "uuid",
+    "secrets",
+    "hashlib",
+    "ipaddress",
+)
+
+
+def _bare_interpreter_imports() -> set[str]:
+    """What this interpreter imports before any code of ours (site, .pth files)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "pass"],
+        capture_output=True,
+        text=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return imported_modules(done.stderr)
+
+
+@pytest.mark.parametrize("impl", IMPL_PARAMS)
+def test_a_plain_run_imports_the_optional_modules_only_on_first_use(
+    tmp_path: Path, impl: str
+) -> None:
+    env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
+    env["A6_NO_EXTENSIONS"] = "1" if impl == "python" else "0"
+    with spawn_runner(["--workers", "2"], env=env, socket_path=str(tmp_path / "r.sock")) as runner:
+        with runner.client() as apisix:
+            token = apisix.prepare_conf([("say", {"body": "hi"})])
+            assert apisix.http_req_call(token).body == b"hi"
+        assert runner.stop() == 0
+        log = runner.log()
+    modules = imported_modules(log)
+    assert "a6runner._workers" in modules  # the log is the runner's own imports
+    baseline = _bare_interpreter_imports()
+    loaded = sorted(m for m in ON_FIRST_USE if m in modules and m not in baseline)
+    assert loaded == []

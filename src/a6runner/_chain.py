@@ -77,7 +77,7 @@ def request_reply(req: Request) -> bytes:
     """The HTTPReqCall.Resp frame for what the filters did."""
     r = req._response
     if r is not None and r.written:
-        entries = r.headers.items() if r._headers is not None else []
+        entries = r._headers.items() if r._headers is not None else []
         rh = req._resp_headers
         if rh is not None and len(rh):
             # resp_headers written by earlier plugins still reach the client,
@@ -212,8 +212,7 @@ def run(
     sends the reply itself, and raises nothing but CancelledError). When the chain
     declared what it reads (``prefetch``), the questions go out before the first filter
     that needs them and the chain goes on when APISIX has answered them all."""
-    call = phase.make_call(decoded, channel, services)
-    return resume(phase, call, filters, 0, prefetch, channel)
+    return resume(phase, phase.make_call(decoded, channel, services), filters, 0, prefetch, channel)
 
 
 def resume(
@@ -227,7 +226,8 @@ def resume(
     """Run the filters from ``start`` on (see ``run``)."""
     ended = phase.ended
     at = prefetch[0]
-    for i in range(start, len(filters)):
+    last = len(filters) - 1
+    for i in range(start, last + 1):
         if i == at:
             then = functools.partial(resume, phase, call, filters, i, NO_PREFETCH, channel)
             channel.prefetch(call, prefetch[1], then)
@@ -241,7 +241,7 @@ def resume(
         # a filter's return value matters only when it is awaitable
         if pending is not None and inspect.isawaitable(pending):
             return _finish(phase, call, filters, i, pending, prefetch, channel)
-        if ended(call):
+        if i < last and ended(call):  # (after the last filter the loop ends anyway)
             break
     try:
         frame = phase.reply(call)

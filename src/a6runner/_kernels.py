@@ -10,7 +10,6 @@ test suite fails). Everything else in a6runner imports the kernels from here, ne
 
 from __future__ import annotations
 
-import glob
 import importlib
 import importlib.util
 import logging
@@ -72,6 +71,8 @@ IMPLEMENTATION: Literal["native", "python"] = (
 def _compiled_files_installed() -> bool:
     """Whether the a6native package holds any compiled module (a pure install has none);
     looked up without importing it."""
+    import glob  # only on this failure path
+
     spec = importlib.util.find_spec("a6native")
     folders = (spec.submodule_search_locations or []) if spec is not None else []
     return any(

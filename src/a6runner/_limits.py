@@ -12,7 +12,6 @@ password.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import json
 from collections.abc import Mapping
@@ -136,6 +135,8 @@ def conf_fingerprint(conf: Mapping[str, Any]) -> str:
     fresh limit, as a conf change does in APISIX."""
     kept = {k: v for k, v in conf.items() if not k.startswith("redis_")}
     canonical = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    import hashlib  # on first use: it loads OpenSSL's libcrypto, ~0.5 MiB per process
+
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -14,9 +14,13 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from ._errors import A6Error
 from ._plugin import Plugin
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 ENTRY_POINT_GROUP = "a6runner.plugins"
 BUNDLED_PACKAGE = "a6runner.plugins"
@@ -137,9 +141,55 @@ def _bundled_modules() -> list[tuple[ModuleType, str]]:
     return [(_import_module(f"{BUNDLED_PACKAGE}.{n}"), "bundled") for n in names]
 
 
+def _may_declare_plugins() -> bool:
+    """Whether some distribution on sys.path may declare an ``a6runner.plugins`` entry
+    point: an ``entry_points.txt`` that names the group, or anything this look cannot see
+    into (a zip or an egg on sys.path, a finder other than the path finder that finds
+    distributions). False only when none can."""
+    for entry in sys.path:
+        folder = entry or os.curdir
+        try:
+            with os.scandir(folder) as it:
+                names = [e.name for e in it]
+        except NotADirectoryError:
+            return True  # a zip file: importlib.metadata looks inside
+        except OSError:
+            continue  # missing: importlib.metadata skips it too
+        for name in names:
+            low = name.lower()
+            if low.endswith(".egg"):
+                return True
+            if not low.endswith((".dist-info", ".egg-info")):
+                continue
+            try:
+                with open(os.path.join(folder, name, "entry_points.txt"), "rb") as f:
+                    if ENTRY_POINT_GROUP.encode() in f.read():
+                        return True
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # no entry points (an .egg-info file holds none either)
+            except OSError:
+                return True
+    path_finder = importlib.machinery.PathFinder
+    return any(
+        hasattr(finder, "find_distributions") and finder is not path_finder
+        for finder in sys.meta_path
+    )
+
+
+def installed_entry_points() -> Sequence[EntryPoint]:
+    """The installed ``a6runner.plugins`` entry points. importlib.metadata costs about
+    2 MiB in every process (it imports email, zipfile, csv, tempfile...) and each worker
+    inherits it: it is imported only when a distribution may declare one."""
+    if not _may_declare_plugins():
+        return ()
+    import importlib.metadata
+
+    return tuple(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
 def _entry_point_classes() -> list[tuple[type[Plugin], str]]:
     found: list[tuple[type[Plugin], str]] = []
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in installed_entry_points():
         dist = f" ({ep.dist.name} {ep.dist.version})" if ep.dist is not None else ""
         origin = f"entry point {ep.name} = {ep.value}{dist}"
         try:

@@ -12,7 +12,6 @@ that sends this process SIGHUP when a plugin file changes (watchfiles, an option
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import logging
 import os
 import signal
@@ -24,10 +23,10 @@ from ._errors import ConfigError
 from ._plugin import Plugin
 from ._registry import (
     BUNDLED_PACKAGE,
-    ENTRY_POINT_GROUP,
     PluginLoadError,
     RegisteredPlugin,
     build_registry,
+    installed_entry_points,
 )
 
 log = logging.getLogger("a6runner")
@@ -64,10 +63,7 @@ class PluginLoader:
         if self.bundled:
             roots.append(BUNDLED_PACKAGE)
         if self.entry_points:
-            roots += [
-                ep.module.split(".")[0]
-                for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-            ]
+            roots += [ep.module.split(".")[0] for ep in installed_entry_points()]
         return tuple(roots)
 
     def _ours(self, name: str, roots: tuple[str, ...]) -> bool:

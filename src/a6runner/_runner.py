@@ -28,6 +28,7 @@ from ._reload import (
 from ._server import PARENT_CHECK, Listener, new_event_loop, parent_gone, run_until_complete, serve
 from ._services import LocalServices
 from ._settings import DEFAULT_LIMITS, DEFAULT_SOCKET_MODE, Limits, Settings, parse_group
+from ._version import VERSION
 
 if TYPE_CHECKING:
     from ._metrics import SingleProcessMetrics
@@ -38,14 +39,7 @@ log = logging.getLogger("a6runner")
 def version() -> str:
     """``a6runner X.Y (native kernels, Python 3.11.7)``: what ``--version`` and the startup
     log line say."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        v = dist_version("a6runner")
-    except PackageNotFoundError:
-        v = "unknown"
-    return f"a6runner {v} ({implementation()} kernels, Python {sys.version.split()[0]})"
+    return f"a6runner {VERSION} ({implementation()} kernels, Python {sys.version.split()[0]})"
 
 
 async def serve_single(
