@@ -100,7 +100,6 @@ def prepared_token(frame: bytes) -> int:
 
 # -- local counters ---------------------------------------------------------------------------
 
-Histogram = meter.Histogram
 Snapshot = dict[str, Any]
 
 
@@ -167,8 +166,8 @@ def merge(into: Snapshot, snap: Snapshot) -> Snapshot:
 
 class ObservedPlugin(Plugin):
     """Stands in for a plugin in the confs of an observed runner: parses confs with the
-    real plugin, and its filters (instance attributes, made by ``_filter``) time and
-    count the real ones. Subclassed per plugin so the confstore sees which filters the
+    real plugin, and its filters (instance attributes, set by ``Observer.plugins``) time
+    and count the real ones. Subclassed per plugin so the confstore sees which filters the
     real plugin overrides."""
 
     def __init__(self, inner: Plugin) -> None:
