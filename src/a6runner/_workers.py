@@ -56,6 +56,7 @@ log = logging.getLogger("a6runner")
 _LENGTH = struct.Struct("<I")
 RESPAWN_BACKOFF = 0.5  # seconds between respawns of a worker that keeps dying at once
 ACCEPT_PAUSE = 0.001  # seconds a worker leaves new connections to the others after one
+LEFTOVER_GRACE = 1.0  # seconds a worker waits at exit for tasks it cancelled
 
 
 def _pack(message: Any) -> bytes:
@@ -233,10 +234,17 @@ def _worker_main(
     finally:
         # The link's reader and its watcher are still pending: end them while the loop
         # runs (left to the garbage collector, they would touch the closed loop).
+        # A plugin's task that ignores its cancellation is left behind after LEFTOVER_GRACE:
+        # waiting for it would keep this worker alive forever, an orphan once its
+        # supervisor is gone.
         leftover = asyncio.all_tasks(loop)
         for task in leftover:
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        if leftover:
+            done, _ = loop.run_until_complete(asyncio.wait(leftover, timeout=LEFTOVER_GRACE))
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: an error here is no news at exit
         loop.close()
     return 0
 
