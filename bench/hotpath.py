@@ -11,7 +11,15 @@ kernel's socket work, which a6measure covers.
         .venv/bin/python bench/hotpath.py say 2000      # prints nothing useful itself
     bench/hotpath.py --compare say 2000                 # runs callgrind twice (N and 0
                                                         # calls) and prints instr/call
+    bench/hotpath.py --compare --metrics say 2000       # the same with --metrics on
+    bench/hotpath.py --compare --process say 2000       # a real `a6-runner run` process
+                                                        # under callgrind, called over its
+                                                        # socket (uvloop, endpoint, timers)
     A6_NO_EXTENSIONS=1 bench/hotpath.py --a6load --compare say 2000
+
+``--process`` counts the whole runner process (its user-space instructions: the kernel's
+socket work is not counted) while a client in another process makes the calls, one at a
+time; the same N and 0 calls subtraction gives the figure per call.
 
 ``--a6load`` sends a6load's calls instead (the a6measure scenarios' plugin confs, a
 request of 13 headers and 3 args, a response of 8 headers), built once before the calls
@@ -26,8 +34,12 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 SCENARIOS: dict[str, tuple[str, str, Any]] = {
@@ -134,7 +146,7 @@ class _Transport:
         pass
 
 
-async def _drive(scenario: str, calls: int, a6load: bool = False) -> int:
+async def _drive(scenario: str, calls: int, metrics: bool = False, a6load: bool = False) -> int:
     from a6runner._confstore import ConfStore
     from a6runner._kernels import codec
     from a6runner._registry import build_registry
@@ -145,9 +157,17 @@ async def _drive(scenario: str, calls: int, a6load: bool = False) -> int:
     kind, plugin, conf = (A6LOAD_SCENARIOS if a6load else SCENARIOS)[scenario]
     registry = build_registry(bundled=True, entry_points=False)
     plugins = {n: r.plugin for n, r in registry.items()}
+    observer = None
+    if metrics:  # as `a6-runner run --metrics` serves (the endpoint itself is not driven)
+        from a6runner._observe import Observer
+
+        observer = Observer(metrics=True)
+        plugins = observer.plugins(plugins)
     server = Server(None, ConfStore(plugins, 3600.0), LocalServices())  # type: ignore[arg-type]
     server._loop = asyncio.get_running_loop()
-    conn = Connection(server)
+    if observer is not None:
+        observer.attach(server)
+    conn: Connection = server.connection_factory(server)
     transport = _Transport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     conn.data_received(codec.build_prepare_conf_req([(plugin, json.dumps(conf))], "k"))
@@ -182,7 +202,7 @@ async def _drive(scenario: str, calls: int, a6load: bool = False) -> int:
     return calls
 
 
-def _instructions(scenario: str, calls: int, a6load: bool) -> int:
+def _instructions(scenario: str, calls: int, metrics: bool = False, a6load: bool = False) -> int:
     result = subprocess.run(
         [
             "valgrind",
@@ -192,6 +212,7 @@ def _instructions(scenario: str, calls: int, a6load: bool) -> int:
             __file__,
             scenario,
             str(calls),
+            *(["--metrics"] if metrics else []),
             *(["--a6load"] if a6load else []),
         ],
         capture_output=True,
@@ -205,19 +226,80 @@ def _instructions(scenario: str, calls: int, a6load: bool) -> int:
     return int(match.group(1))
 
 
+RUNNER = str(Path(sys.executable).with_name("a6-runner"))
+
+
+def _process_instructions(scenario: str, calls: int, metrics: bool = False) -> int:
+    """Instructions of an `a6-runner run` process (under callgrind) serving ``calls``."""
+    from a6runner.testing import Client
+
+    kind, plugin, conf = SCENARIOS[scenario]
+    with tempfile.TemporaryDirectory() as folder:
+        sock = str(Path(folder) / "runner.sock")
+        runner = subprocess.Popen(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                RUNNER,
+                "run",
+                "--no-parent-watch",
+                *(["--metrics", "127.0.0.1:0"] if metrics else []),
+            ],
+            env={**os.environ, "PYTHONHASHSEED": "0", "APISIX_LISTEN_ADDRESS": f"unix:{sock}"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not Path(sock).exists():
+                if runner.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the runner did not start: {runner.stderr.read()}")  # type: ignore[union-attr]
+                time.sleep(0.1)
+            with Client(sock, timeout=60) as apisix:
+                token = apisix.prepare_conf([(plugin, conf)])
+                for i in range(calls):
+                    if kind == "req":
+                        reply = apisix.http_req_call(token, id=i, headers=HEADERS)
+                    else:
+                        reply = apisix.http_resp_call(token, id=i, headers=HEADERS, body=RESP_BODY)
+                    if reply.error:
+                        raise SystemExit(f"call {i}: {reply.error}")
+        finally:
+            runner.send_signal(signal.SIGTERM)
+            _, err = runner.communicate(timeout=120)
+    match = re.search(r"Collected : (\d+)", err)
+    if match is None:
+        raise SystemExit(err)
+    return int(match.group(1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("calls", type=int)
     parser.add_argument("--compare", action="store_true", help="instructions per call")
+    parser.add_argument("--metrics", action="store_true", help="count as --metrics does")
+    parser.add_argument(
+        "--process", action="store_true", help="a real runner process (with --compare)"
+    )
     parser.add_argument("--a6load", action="store_true", help="a6load's calls, built up front")
     args = parser.parse_args()
+    if args.a6load and args.process:
+        parser.error("--a6load counts in process only; drop --process")
     if not args.compare:
-        asyncio.run(_drive(args.scenario, args.calls, args.a6load))
+        asyncio.run(_drive(args.scenario, args.calls, args.metrics, args.a6load))
         return
-    base = _instructions(args.scenario, 0, args.a6load)
-    total = _instructions(args.scenario, args.calls, args.a6load)
-    label = f"{args.scenario}{' (a6load)' if args.a6load else ''}"
+    if args.process:
+        base = _process_instructions(args.scenario, 0, args.metrics)
+        total = _process_instructions(args.scenario, args.calls, args.metrics)
+    else:
+        base = _instructions(args.scenario, 0, args.metrics, args.a6load)
+        total = _instructions(args.scenario, args.calls, args.metrics, args.a6load)
+    label = f"{args.scenario}{' --metrics' if args.metrics else ''}"
+    label += " (runner process)" if args.process else ""
+    label += " (a6load)" if args.a6load else ""
     print(f"{label}: {(total - base) / args.calls:,.0f} instructions per call")
 
 

@@ -1,7 +1,7 @@
 """Shared fixtures: every kernel test runs against both implementations.
 
-``codec``, ``headers_mod`` and ``bodyrewrite_mod`` are parametrized over the implementation
-list in implementations.py (shared with bench/).
+``codec``, ``headers_mod``, ``bodyrewrite_mod`` and ``meter_mod`` are parametrized over the
+implementation list in implementations.py (shared with bench/).
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ def headers_mod(request: pytest.FixtureRequest) -> ModuleType:
 @pytest.fixture(params=IMPL_PARAMS)
 def bodyrewrite_mod(request: pytest.FixtureRequest) -> ModuleType:
     return load_kernel("bodyrewrite", request.param)
+
+
+@pytest.fixture(params=IMPL_PARAMS)
+def meter_mod(request: pytest.FixtureRequest) -> ModuleType:
+    return load_kernel("meter", request.param)
 
 
 @pytest.fixture

@@ -83,6 +83,28 @@ class UndeclaredGetVar(Plugin):
         req.get_var("remote_addr")
 
 
+class ExplainsWhatIsMissing(Plugin):
+    """Reads what nobody declared and answers the LookupErrors' messages (request: the
+    client gets them as a JSON list; response: as the new body)."""
+
+    name = "explains-what-is-missing"
+
+    def request_filter(self, conf: Any, req: Request) -> None:
+        messages = []
+        for read in (lambda: req.get_var("remote_addr"), req.get_body):
+            try:
+                read()
+            except LookupError as missing:
+                messages.append(str(missing))
+        req.respond(200, json.dumps(messages))
+
+    def response_filter(self, conf: Any, resp: Response) -> None:
+        try:
+            resp.get_body()
+        except LookupError as missing:
+            resp.set_body(str(missing))
+
+
 class NeedsFromConf(Plugin):
     """What it reads depends on the conf (as response-rewrite's filters do)."""
 

@@ -131,6 +131,7 @@ def test_call_objects_expose_only_the_plugin_api() -> None:
         "services",
         "set_body",
         "src_ip",
+        "trace_context",
         "var",
         "vars",
     }
@@ -144,6 +145,7 @@ def test_call_objects_expose_only_the_plugin_api() -> None:
         "services",
         "set_body",
         "status",
+        "trace_context",
         "var",
         "vars",
     }

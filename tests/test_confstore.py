@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from fake_clock import FakeClock
 
-from a6runner._confstore import MAX_TOKEN, TokenAllocator, TokenStore
+from a6runner import ConfError, Plugin
+from a6runner._confstore import MAX_TOKEN, TokenAllocator, TokenStore, parse_entries
 
 TTL = 10.0
 
@@ -139,3 +143,35 @@ def test_the_sweep_waits_a_minute_between_runs() -> None:
     store.install(3, "b", clock.now + 30)
     assert len(store) == 2
     assert store.get(2) is None  # a lookup never returns it meanwhile
+
+
+class _Rejects(Plugin):
+    name = "rejects"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def parse_conf(self, raw: bytes) -> object:
+        raise self.error
+
+
+def test_a_rejected_entry_is_logged_by_name_and_field_and_the_message_only_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="a6runner")
+    error = ConfError("headers.set", "must map names to strings", got=["secret"])
+    assert parse_entries({"rejects": _Rejects(error)}, [("rejects", b"{}")]) == ()
+    assert [r.getMessage() for r in caplog.records] == [
+        "conf entry 'rejects' skipped: headers.set: must map names to strings (got an array)"
+    ]
+    caplog.clear()
+    other = ValueError("token=secret")  # a message may quote the conf
+    assert parse_entries({"rejects": _Rejects(other)}, [("rejects", b"{}")]) == ()
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.WARNING,
+            "conf entry 'rejects' skipped: its plugin raised ValueError (message not logged: "
+            "it may quote the conf; --log-level debug shows it)",
+        ),
+        (logging.DEBUG, "conf entry 'rejects': ValueError: token=secret"),
+    ]

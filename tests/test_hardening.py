@@ -116,9 +116,18 @@ def workers(request: pytest.FixtureRequest) -> int:
 
 @contextlib.contextmanager
 def start(workers: int, *args: str) -> Iterator[Runner]:
+    """The runner, and at the end the check that every serving process exited with it
+    (a worker stuck at exit would be an orphan)."""
     argv = ["--plugins", HOSTILE, "--workers", str(workers), *args]
     with spawn_runner(argv) as handle:
-        yield Runner(handle, workers)
+        runner = Runner(handle, workers)
+        yield runner
+    try:
+        wait_for(lambda: not any(alive(p) for p in runner.servers), "every process exits")
+    finally:
+        for pid in runner.servers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 class Healthy:

@@ -20,7 +20,7 @@ from a6native import errors
 NATIVE_SOURCES = Path(__file__).resolve().parent.parent / "src" / "a6native"
 # Pure-Python modules of a6native: installed and importable in every mode.
 NEUTRAL_MODULES = ["a6native", "a6native.errors", "a6native.rewrite_filters"]
-COMPILED_MODULES = ["a6native.codec", "a6native.headers", "a6native.bodyrewrite"]
+COMPILED_MODULES = ["a6native.codec", "a6native.headers", "a6native.bodyrewrite", "a6native.meter"]
 
 
 def _imports_in_fresh_interpreter(modules: list[str]) -> list[str]:

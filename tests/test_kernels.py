@@ -24,6 +24,7 @@ def test_native_kernels_loaded_in_a_normal_install() -> None:
         assert _kernels.codec.__name__ == "a6native.codec"
         assert _kernels.headers.__name__ == "a6native.headers"
         assert _kernels.bodyrewrite.__name__ == "a6native.bodyrewrite"
+        assert _kernels.meter.__name__ == "a6native.meter"
 
 
 def test_public_names_come_from_the_selected_implementation() -> None:

@@ -210,6 +210,8 @@ def test_local_services() -> None:
         quota = await services.counter("k", 2, 60)
         assert (quota.allowed, quota.limit, quota.remaining) == (True, 2, 1)
         assert 59 < quota.reset <= 60
+        closed = await services.counter("closed", 0, 60)  # limit 0 is allowed: all rejected
+        assert (closed.allowed, closed.limit, closed.remaining) == (False, 0, 0)
         assert await services.reserve("b", 1, 1) == 0.0
         assert await services.reserve("b", 1, 1, LimitPolicy()) == pytest.approx(1.0, abs=0.1)
         for limit, window, cost in ((-1, 60, 1), (1, 0, 1), (1, 60, 0)):

@@ -19,6 +19,7 @@ from a6runner.testing import Client, RunnerHandle, run_runner, spawn_runner
 
 PLUGINS = str(Path(__file__).with_name("prefetch_plugins.py"))
 ALL = [
+    pp.ExplainsWhatIsMissing,
     pp.ReadsThreeVarsAndBody,
     pp.AlsoReadsUser,
     pp.Stops,
@@ -134,6 +135,23 @@ def test_vars_sends_several_questions_in_one_write(apisix: Client) -> None:
 def test_get_var_of_something_not_declared_fails_that_call(apisix: Client) -> None:
     token = apisix.prepare_conf([("undeclared-get-var", {})])
     assert apisix.http_req_call(token).error == "SERVICE_UNAVAILABLE"
+
+
+def test_reading_what_was_not_fetched_says_what_to_declare(apisix: Client) -> None:
+    token = apisix.prepare_conf([("explains-what-is-missing", {})])
+    reply = apisix.http_req_call(token)
+    assert reply.round_trips == 0
+    assert json.loads(reply.body or b"") == [
+        "var 'remote_addr' was not fetched in this call: declare it in required_vars, "
+        "or await var('remote_addr')",
+        "the request body was not fetched in this call: set required_body = True, or await body()",
+    ]
+    reply = apisix.http_resp_call(token, body=b"upstream")
+    assert reply.round_trips == 0
+    assert reply.body == (
+        b"the response body was not fetched in this call: set required_resp_body = True, "
+        b"or await body()"
+    )
 
 
 def test_needs_can_depend_on_the_conf(apisix: Client) -> None:

@@ -200,10 +200,16 @@ def test_run_from_python_with_plugin_classes(tmp_path: Path) -> None:
         [sys.executable, str(script)], stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 20
-        while not path.exists() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.02)
-        with Client(str(path)) as apisix:
+        # the socket file appears at bind, before listen: wait until a connect succeeds
+        deadline = time.monotonic() + 60  # a bound for a runner that never listens
+        while True:
+            try:
+                apisix = Client(str(path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                assert process.poll() is None and time.monotonic() < deadline, "never listened"
+                time.sleep(0.02)
+        with apisix:
             token = apisix.prepare_conf([("hello", {})])
             assert apisix.http_req_call(token).body == b"hello from run()"
         process.send_signal(signal.SIGTERM)

@@ -12,6 +12,7 @@ from ._limits import LimitPolicy, LimitStoreError, Quota, RedisTarget, conf_fing
 from ._plugin import Needs, Plugin, Request, Response, ResponseWriter, RunnerServices
 from ._registry import PluginLoadError
 from ._runner import run
+from ._tracing import TraceContext
 
 MultiMap = _headers.MultiMap
 BodyRewriter = _bodyrewrite.BodyRewriter
@@ -36,6 +37,7 @@ __all__ = [
     "Response",
     "ResponseWriter",
     "RunnerServices",
+    "TraceContext",
     "conf_fingerprint",
     "implementation",
     "run",

@@ -101,6 +101,35 @@ def _mebibytes(value: str) -> int:
     return n << 20
 
 
+def _metrics_address(value: str) -> str:
+    from ._metrics import parse_metrics_address
+
+    try:
+        parse_metrics_address(value)
+    except A6Error as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--metrics ")) from None
+    return value
+
+
+def _add_observability_options(p_run: argparse.ArgumentParser) -> None:
+    """--metrics and --otel (README, Monitoring)."""
+    group = p_run.add_argument_group("monitoring")
+    group.add_argument(
+        "--metrics",
+        type=_metrics_address,
+        metavar="ADDR",
+        help="serve Prometheus metrics on /metrics and a health check on /healthz at "
+        "HOST:PORT (e.g. 127.0.0.1:9091) or unix:/path (off by default; needs "
+        "pip install 'a6runner[metrics]')",
+    )
+    group.add_argument(
+        "--otel",
+        action="store_true",
+        help="an OpenTelemetry span per call and per plugin, exported as the OTEL_* "
+        "variables say (needs pip install 'a6runner[otel]' and an SDK)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="a6-runner",
@@ -196,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "started by hand under a process supervisor)",
     )
     add_plugin_options(p_run)
+    _add_observability_options(p_run)
 
     p_plugins = sub.add_parser(
         "plugins",
@@ -257,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log_file=args.log_file,
                 log_format=args.log_format,
                 reload=args.reload,
+                metrics=args.metrics,
+                otel=args.otel,
             )
         if args.command == "plugins":
             registry = build_registry(

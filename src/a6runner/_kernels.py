@@ -25,6 +25,7 @@ TWINS = {
     "codec": ("a6runner._codec_py", "a6native.codec"),
     "headers": ("a6runner._headers_py", "a6native.headers"),
     "bodyrewrite": ("a6runner._bodyrewrite_py", "a6native.bodyrewrite"),
+    "meter": ("a6runner._meter_py", "a6native.meter"),
 }
 
 
@@ -49,16 +50,18 @@ if TYPE_CHECKING:
     from . import _bodyrewrite_py as bodyrewrite
     from . import _codec_py as codec
     from . import _headers_py as headers
+    from . import _meter_py as meter
 else:
     if not _force_pure and sys.implementation.name == "cpython":
         try:
-            from a6native import bodyrewrite, codec, headers
+            from a6native import bodyrewrite, codec, headers, meter
         except ImportError as exc:  # not built (pure install) or broken: see below
             _native_error = exc
     if _force_pure or _native_error is not None or sys.implementation.name != "cpython":
         from . import _bodyrewrite_py as bodyrewrite
         from . import _codec_py as codec
         from . import _headers_py as headers
+        from . import _meter_py as meter
 
 IMPLEMENTATION: Literal["native", "python"] = (
     "native" if getattr(codec, "__file__", "").endswith((".so", ".pyd")) else "python"
@@ -107,5 +110,6 @@ __all__ = [
     "headers",
     "implementation",
     "load_twin",
+    "meter",
     "pure_requested",
 ]

@@ -8,7 +8,8 @@ open) append whole lines that never interleave; SIGUSR1 reopens it after logrota
 it. ``--log-format json`` writes one JSON object per line: ``time``, ``level``, ``pid``,
 ``worker``, ``message`` and, when the record carries them, ``event``, ``plugin``,
 ``token``, ``call``, ``error`` and ``exception``/``traceback`` (its newlines escaped, so a
-traceback stays on its line, cut to keep the line under 3800 bytes).
+traceback stays on its line, cut to keep the line under 3800 bytes); the per-call debug
+line adds ``type``, ``plugins``, ``outcome``, ``asked`` and ``duration_ms``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,20 @@ TEXT_FORMAT = "%(asctime)s a6runner[%(process)d] %(levelname)s %(message)s"
 # APISIX logs what it reads from the runner's stdout/stderr in pieces of at most 3800 bytes:
 # a JSON line longer than that would be cut in two entries, neither of them valid JSON.
 MAX_LINE = 3800
-# The fields a record may carry (``extra=``) that a JSON line shows, in this order.
-FIELDS = ("event", "plugin", "token", "call", "error")
+# The fields a record may carry (``extra=``) that a JSON line shows, in this order (the
+# last five: the per-call debug line, _observe.Observer._debug_line).
+FIELDS = (
+    "event",
+    "plugin",
+    "token",
+    "call",
+    "error",
+    "type",
+    "plugins",
+    "outcome",
+    "asked",
+    "duration_ms",
+)
 
 CUT = " ... (cut)"
 CUT_FRAMES = "  ... (older frames cut)"

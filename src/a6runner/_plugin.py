@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ._codec_py import HTTPReqCallReq, HTTPRespCallReq
     from ._headers_py import MultiMap
     from ._limits import LimitPolicy, Quota
+    from ._tracing import TraceContext
 else:
     MultiMap = headers.MultiMap
 
@@ -185,6 +186,18 @@ class _CallBase:
                 f"or await var({name!r})"
             )
         return vars_[name]
+
+    @property
+    def trace_context(self) -> TraceContext | None:
+        """The request's W3C trace context (``traceparent``/``tracestate``), or None: from
+        the request headers (the client's, or the gateway span's that APISIX's
+        opentelemetry plugin injected), else from the vars ``opentelemetry_context_
+        traceparent`` / ``http_traceparent`` when this call already fetched them (the only
+        source in the response phase: declare them in ``required_vars``)."""
+        from ._tracing import trace_context_of
+
+        headers = self._decoded.headers if isinstance(self, Request) else ()
+        return trace_context_of(headers, self._vars)
 
     # -- for the runner's prefetch (private: not part of the plugin API) -----------------
 

@@ -11,10 +11,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ._confstore import ConfStore
 from ._kernels import implementation
 from ._logging import reopen_log_file, setup_logging
+from ._observe import Observer, make_observer, observed
 from ._plugin import Plugin
 from ._reload import (
     LivePlugins,
@@ -27,6 +29,9 @@ from ._server import PARENT_CHECK, Listener, new_event_loop, parent_gone, run_un
 from ._services import LocalServices
 from ._settings import DEFAULT_LIMITS, DEFAULT_SOCKET_MODE, Limits, Settings, parse_group
 from ._version import VERSION
+
+if TYPE_CHECKING:
+    from ._metrics import SingleProcessMetrics
 
 log = logging.getLogger("a6runner")
 
@@ -44,10 +49,13 @@ async def serve_single(
     on_ready: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     confs: ConfStore | None = None,
+    observer: Observer | None = None,
 ) -> None:
     """Serve in this process (``--workers 1``) until ``stop`` is set: conf tokens (in
     ``confs``, a new ConfStore when None) and token buckets live here (``clock`` is what
-    their expiry reads: tests pass a fake)."""
+    their expiry reads: tests pass a fake). ``observer`` sees the calls (``confs`` then
+    holds its stand-ins for the plugins); with no ``confs``, the observer the settings ask
+    for is made here."""
     listener = Listener(settings.socket_path, settings.socket_mode, settings.socket_group)
     try:
         log.info(
@@ -58,24 +66,49 @@ async def serve_single(
             settings.conf_ttl,
         )
         if confs is None:
-            confs = ConfStore(plugins, settings.conf_ttl, clock)
-        await serve(
-            listener.sock,
-            confs,
-            LocalServices(clock),
-            stop,
-            on_ready,
-            limits=settings.limits,
-            plugins=plugins,
-        )
+            observer = make_observer(settings)
+            confs = ConfStore(observed(observer, plugins), settings.conf_ttl, clock)
+        endpoint = await _start_metrics(settings, observer, confs)
+        try:
+            await serve(
+                listener.sock,
+                confs,
+                LocalServices(clock),
+                stop,
+                on_ready,
+                limits=settings.limits,
+                plugins=plugins,
+                observer=observer,
+            )
+        finally:
+            if endpoint is not None:
+                endpoint.close()
     finally:
         listener.close()
 
 
-def reload_in_place(loader: PluginLoader, confs: ConfStore, live: LivePlugins) -> bool:
+async def _start_metrics(
+    settings: Settings, observer: Observer | None, confs: ConfStore
+) -> SingleProcessMetrics | None:
+    """The /metrics endpoint of a single-process runner (``--metrics``), if asked for."""
+    if settings.metrics is None or observer is None:
+        return None
+    from ._metrics import SingleProcessMetrics, live_tokens, parse_metrics_address
+
+    endpoint = SingleProcessMetrics(
+        parse_metrics_address(settings.metrics), observer, lambda: live_tokens(confs.tokens)
+    )
+    await endpoint.start()
+    return endpoint
+
+
+def reload_in_place(
+    loader: PluginLoader, confs: ConfStore, live: LivePlugins, observer: Observer | None = None
+) -> bool:
     """SIGHUP with one process: import the plugins again and parse every live token's conf
     with them. Calls in flight finish with the chain they started with; a reload that
-    fails to import leaves everything as it was."""
+    fails to import leaves everything as it was. With an ``observer`` the new plugins are
+    observed too, and their metrics go on from what the old ones counted."""
     started = time.monotonic()
     log.info("reloading the plugins")
     try:
@@ -85,7 +118,7 @@ def reload_in_place(loader: PluginLoader, confs: ConfStore, live: LivePlugins) -
         return False
     plugins = {name: r.plugin for name, r in registry.items()}
     live.current = plugins
-    reparsed = confs.reload(plugins)
+    reparsed = confs.reload(observed(observer, plugins))
     log.info(
         "reloaded: %d plugins (%s); %d live confs parsed again, in %.2fs",
         len(plugins),
@@ -112,6 +145,7 @@ def run_with_settings(
 ) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status (0 after a clean shutdown).
     SIGHUP reloads the plugins from ``loader``; so does a change to a ``watch`` path."""
+    _check_observability(settings)
     if settings.workers > 1:
         from ._workers import run_supervisor
 
@@ -121,14 +155,15 @@ def run_with_settings(
     stop = asyncio.Event()
     started = time.monotonic()
     live = LivePlugins(plugins)
-    confs = ConfStore(plugins, settings.conf_ttl)
+    observer = make_observer(settings)
+    confs = ConfStore(observed(observer, plugins), settings.conf_ttl)
 
     def on_signal(signum: int) -> None:
         log.info("received %s", signal.Signals(signum).name)
         stop.set()
 
     def on_hangup() -> None:
-        reload_in_place(loader, confs, live)
+        reload_in_place(loader, confs, live, observer)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
@@ -146,13 +181,26 @@ def run_with_settings(
         loop.call_later(PARENT_CHECK, watch_parent)
     watcher = watch_plugin_files(watch) if watch else None
     try:
-        run_until_complete(loop, serve_single(settings, live, stop, confs=confs))
+        run_until_complete(loop, serve_single(settings, live, stop, confs=confs, observer=observer))
     finally:
         if watcher is not None:
             watcher.set()
         loop.close()
     log.info("stopped after %.1fs", time.monotonic() - started)
     return 0
+
+
+def _check_observability(settings: Settings) -> None:
+    """What --metrics and --otel need is installed and the address parses: startup errors."""
+    if settings.metrics is not None:
+        from ._metrics import parse_metrics_address, require_prometheus
+
+        require_prometheus()
+        parse_metrics_address(settings.metrics)
+    if settings.otel:
+        from ._tracing import require_opentelemetry
+
+        require_opentelemetry()
 
 
 def run(
@@ -173,6 +221,8 @@ def run(
     log_file: str | None = None,
     log_format: str = "text",
     reload: bool = False,
+    metrics: str | None = None,
+    otel: bool = False,
 ) -> int:
     """Run a runner serving ``plugins`` (plugin classes) until SIGTERM/SIGINT.
 
@@ -185,8 +235,9 @@ def run(
     runner exits when the process that started it exits. The log goes to ``log_file``
     (stderr when None) as ``log_format`` lines (``text`` or ``json``), from ``log_level``
     up. SIGHUP reloads the plugins; with ``reload`` a change to a ``plugin_paths`` file
-    does too (needs ``a6runner[reload]``). Returns the exit status (0 after a clean
-    shutdown), like ``a6-runner run``.
+    does too (needs ``a6runner[reload]``). ``metrics`` (``"HOST:PORT"`` or
+    ``"unix:/path"``) serves /metrics and /healthz; ``otel`` makes OpenTelemetry spans.
+    Returns the exit status (0 after a clean shutdown), like ``a6-runner run``.
     """
     hold_signals()
     setup_logging(log_level, log_file, log_format)
@@ -196,6 +247,8 @@ def run(
     settings.loop = loop
     settings.limits = limits
     settings.parent_watch = parent_watch
+    settings.metrics = metrics
+    settings.otel = otel
     if socket_group is not None:
         settings.socket_group = (
             socket_group if isinstance(socket_group, int) else parse_group(socket_group)

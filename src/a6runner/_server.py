@@ -27,7 +27,7 @@ import stat
 import sys
 import termios
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from . import _chain as chain
 from ._confstore import PreparedConf, Question, RawConf
@@ -39,12 +39,15 @@ from ._errors import (
     PeerClosed,
     UnexpectedFrame,
 )
-from ._kernels import codec
+from ._kernels import codec, meter
 from ._paths import socket_path_error
 from ._plugin import Plugin, RunnerServices
 from ._services import PolicyServices
 from ._settings import DEFAULT_LIMITS, Limits
 from ._watchdog import StallWatchdog
+
+if TYPE_CHECKING:
+    from ._observe import Observer
 
 log = logging.getLogger("a6runner")
 
@@ -150,6 +153,9 @@ class Connection(asyncio.Protocol):
         self._memory = server.frame_memory
         self._splitter = codec.FrameSplitter()
         self._transport: asyncio.Transport | None = None
+        # --metrics: what this connection's calls are counted by (None: not counted)
+        counts = server.call_counts
+        self._meter = meter.CallMeter(counts) if counts is not None else None
         # A call in flight past data_received (waiting for its prefetched ExtraInfo, or
         # running as a task): frames other than ExtraInfo answers wait behind it.
         self._in_call = False
@@ -192,6 +198,9 @@ class Connection(asyncio.Protocol):
             self._task.cancel()
 
     def data_received(self, data: bytes) -> None:
+        metered = self._meter
+        if metered is not None and not self._info_waiters and not self._splitter.pending:
+            metered.first_byte()  # this read begins a call
         for frame_type, payload in self._splitter.feed(data):
             if self._info_waiters:
                 if frame_type == codec.RPC_EXTRA_INFO:
@@ -267,8 +276,14 @@ class Connection(asyncio.Protocol):
         """Write a reply frame: every answer of this connection goes out here."""
         if self._transport is not None:
             self._transport.write(frame)
+        metered = self._meter
+        if metered is not None:
+            metered.sent(frame)
 
     def _dispatch(self, frame_type: int, payload: bytes) -> None:
+        metered = self._meter
+        if metered is not None:
+            metered.started(frame_type)
         try:
             phase = PHASES.get(frame_type)
             if phase is not None:
@@ -587,6 +602,10 @@ class Server:
         # slower to come back, takes fewer).
         self.accept_pause = accept_pause
         self.connections: set[Connection] = set()
+        # What each accepted connection is (an observer's subclass when --otel or debug
+        # logging are on), and what its calls are counted into (--metrics): _observe.py.
+        self.connection_factory: Callable[[Server], Connection] = Connection
+        self.call_counts: meter.CallCounts | None = None
         self._accepting = False
         self._listening = False
         self._out_of_fds = False
@@ -635,7 +654,7 @@ class Server:
             self._out_of_fds = False
         conn.setblocking(False)
         task = self._loop.create_task(
-            self._loop.connect_accepted_socket(lambda: Connection(self), conn)
+            self._loop.connect_accepted_socket(lambda: self.connection_factory(self), conn)
         )
         self._accepts.add(task)
         task.add_done_callback(self._accepts.discard)
@@ -704,13 +723,17 @@ async def serve(
     limits: Limits = DEFAULT_LIMITS,
     plugins: Mapping[str, Plugin] | None = None,
     retire_grace: Callable[[], float] | None = None,
+    observer: Observer | None = None,
 ) -> None:
     """Serve APISIX connections on the listening ``sock`` until ``stop`` is set, then stop
     accepting and let the calls in flight finish, for SHUTDOWN_GRACE (APISIX kills the
     runner a second after SIGTERM). When ``retire_grace()``, asked then, gives seconds
     (> 0), this process is being replaced after a reload instead: Server.retire().
-    ``plugins`` are watched for filters that block the event loop (``limits.stall_warning``)."""
+    ``plugins`` are watched for filters that block the event loop (``limits.stall_warning``);
+    ``observer`` (metrics, tracing, debug logging) sees every call."""
     server = Server(sock, confs, services, accept_pause, limits)
+    if observer is not None:
+        observer.attach(server)
     watchdog = None
     if limits.stall_warning > 0 and plugins:
         watchdog = StallWatchdog(asyncio.get_running_loop(), limits.stall_warning, plugins)
@@ -731,6 +754,8 @@ async def serve(
     finally:
         if watchdog is not None:
             watchdog.stop()
+        if observer is not None:
+            observer.detach()
 
 
 def parent_gone(parent: int) -> bool:

@@ -72,6 +72,10 @@ class Settings:
     socket_group: int | None = None  # gid the socket file is given (chgrp), if any
     # Exit when the process that started the runner (APISIX) exits.
     parent_watch: bool = True
+    # Observability (README, Monitoring): where /metrics and /healthz are served
+    # ("HOST:PORT" or "unix:/path"; None: off), and OpenTelemetry spans (--otel).
+    metrics: str | None = None
+    otel: bool = False
 
     @property
     def conf_ttl(self) -> float:

@@ -28,11 +28,12 @@ import socket
 import struct
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._confstore import PreparedConf, RawConf, TokenStore
 from ._limits import Quota
 from ._logging import reopen_log_file, set_process_label
+from ._observe import Observer, make_observer, observed, report_to_supervisor
 from ._plugin import Plugin
 from ._reload import PluginLoader, reload_failed, watch_plugin_files
 from ._server import (
@@ -47,11 +48,15 @@ from ._server import (
 from ._services import FixedWindowCounters, PolicyServices, TokenBuckets
 from ._settings import DEFAULT_CALL_TIMEOUT, Settings
 
+if TYPE_CHECKING:
+    from ._metrics import MetricsSocket, SelectorEndpoint, WorkerReports
+
 log = logging.getLogger("a6runner")
 
 _LENGTH = struct.Struct("<I")
 RESPAWN_BACKOFF = 0.5  # seconds between respawns of a worker that keeps dying at once
 ACCEPT_PAUSE = 0.001  # seconds a worker leaves new connections to the others after one
+LEFTOVER_GRACE = 1.0  # seconds a worker waits at exit for tasks it cancelled
 
 
 def _pack(message: Any) -> bytes:
@@ -205,9 +210,11 @@ def _worker_main(
         await link.start()
         watcher = loop.create_task(link.closed.wait())
         watcher.add_done_callback(lambda _: stop.set())  # supervisor gone: stop too
+        observer = make_observer(settings, worker=index)
+        reports = _start_reports(observer, link)
         await serve(
             listener,
-            SupervisedConfs(plugins, link, settings.conf_ttl),
+            SupervisedConfs(observed(observer, plugins), link, settings.conf_ttl),
             SupervisedServices(link),
             stop,
             on_ready,
@@ -216,19 +223,43 @@ def _worker_main(
             limits=settings.limits,
             plugins=plugins,
             retire_grace=retire_grace,
+            observer=observer,
         )
+        if reports is not None:  # the last report, after the last call
+            reports[1].set()
+            await reports[0]
 
     try:
         run_until_complete(loop, main())
     finally:
         # The link's reader and its watcher are still pending: end them while the loop
         # runs (left to the garbage collector, they would touch the closed loop).
+        # A plugin's task that ignores its cancellation is left behind after LEFTOVER_GRACE:
+        # waiting for it would keep this worker alive forever, an orphan once its
+        # supervisor is gone.
         leftover = asyncio.all_tasks(loop)
         for task in leftover:
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        if leftover:
+            done, _ = loop.run_until_complete(asyncio.wait(leftover, timeout=LEFTOVER_GRACE))
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: an error here is no news at exit
         loop.close()
     return 0
+
+
+def _start_reports(
+    observer: Observer | None, link: SupervisorLink
+) -> tuple[asyncio.Task[None], asyncio.Event] | None:
+    """With --metrics: the task reporting this worker's counters to the supervisor, and
+    the event that makes it send its last report and end."""
+    if observer is None or observer.recorder is None:
+        return None
+    served = asyncio.Event()
+    return asyncio.get_running_loop().create_task(
+        report_to_supervisor(observer, link, served)
+    ), served
 
 
 # -- supervisor side ----------------------------------------------------------------------------
@@ -271,6 +302,10 @@ class Supervisor:
         self.stopping = False
         self._signals: list[int] = []
         self._last_spawn: dict[int, float] = {}
+        # --metrics: the workers' reports and the endpoint serving them
+        self.reports: WorkerReports | None = None
+        self.metrics_socket: MetricsSocket | None = None
+        self._endpoint: SelectorEndpoint | None = None
 
     # requests from workers
     def answer(self, message: tuple[Any, ...]) -> Any:
@@ -286,6 +321,8 @@ class Supervisor:
         if op == "prepare":
             _, key, conf = message
             return self.tokens.prepare(key, lambda: conf)
+        if op == "metrics":
+            return self._worker_reported(message[1], message[2])
         raise ValueError(f"unknown supervisor request {op!r}")
 
     def spawn(self, index: int) -> None:
@@ -299,6 +336,7 @@ class Supervisor:
                 self.selector.close()
                 for channel in self.channels.values():
                     channel.sock.close()
+                self._close_metrics_in_worker()
                 status = _worker_main(index, self.listener, theirs, self.settings, self.plugins)
             except BaseException:
                 log.exception("worker %d failed", index)
@@ -367,6 +405,8 @@ class Supervisor:
             if channel is None:
                 continue
             self._drop_channel(channel)
+            # (counted as a restart only when it died: not stopped, not retired by a reload)
+            self._worker_exited(pid, died=not self.stopping and not channel.retiring)
             if self.stopping:
                 continue
             if channel.retiring:
@@ -471,6 +511,11 @@ class Supervisor:
         set_process_label("supervisor")
         listener = Listener(settings.socket_path, settings.socket_mode, settings.socket_group)
         self.listener = listener.sock
+        try:
+            self._start_metrics()
+        except BaseException:
+            listener.close()
+            raise
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -499,12 +544,14 @@ class Supervisor:
             deadline: float | None = None
             while self.channels or not self.stopping:
                 timeout = PARENT_CHECK if deadline is None else deadline - time.monotonic()
-                for key, _ in self.selector.select(max(0.0, timeout)):
+                for key, mask in self.selector.select(max(0.0, timeout)):
                     if key.data is None:
                         with contextlib.suppress(BlockingIOError):
                             wake_r.recv(4096)
-                    else:
+                    elif isinstance(key.data, _Channel):
                         self._on_readable(key.data)
+                    else:  # the metrics endpoint's sockets carry their handler
+                        key.data(mask)
                 while self._signals:
                     signum = self._signals.pop(0)
                     if signum == signal.SIGCHLD:
@@ -532,8 +579,85 @@ class Supervisor:
                 watcher.set()
             signal.set_wakeup_fd(old_wakeup)
             listener.close()
+            self._stop_metrics()
         log.info("stopped after %.1fs", time.monotonic() - started)
         return 0
+
+    # -- --metrics (README, Monitoring) --
+
+    def _start_metrics(self) -> None:
+        if self.settings.metrics is None:
+            return
+        from ._metrics import MetricsSocket, SelectorEndpoint, WorkerReports, parse_metrics_address
+
+        self.reports = WorkerReports()
+        self.metrics_socket = MetricsSocket(parse_metrics_address(self.settings.metrics))
+        self._endpoint = SelectorEndpoint(self.metrics_socket.sock, self._metrics_response)
+        self._endpoint.register(self.selector)
+        log.info("metrics on %s (/metrics, /healthz)", self.metrics_socket.address)
+
+    def _stop_metrics(self) -> None:
+        if self._endpoint is not None:
+            self._endpoint.close()
+        if self.metrics_socket is not None:
+            self.metrics_socket.close()
+
+    def _close_metrics_in_worker(self) -> None:
+        """In a forked worker: the endpoint's sockets are the supervisor's."""
+        if self._endpoint is not None:
+            self._endpoint.close_sockets()
+        if self.metrics_socket is not None:
+            self.metrics_socket.close(remove=False)
+
+    def _worker_reported(self, pid: int, snapshot: Any) -> None:
+        if self.reports is not None and pid in self.channels:
+            self.reports.report(pid, snapshot)
+
+    def _worker_exited(self, pid: int, died: bool) -> None:
+        if self.reports is not None:
+            self.reports.worker_exited(pid, died)
+
+    def _metrics_response(self, head: bytes) -> bytes:
+        from ._metrics import exposition, families, http_response, live_tokens
+
+        reports = self.reports
+        assert reports is not None
+
+        def render() -> bytes:
+            counters, gauges = reports.totals()
+            gauges["conf_tokens"] = live_tokens(self.tokens)
+            processes = [("supervisor", os.getpid()), *self._worker_labels()]
+            return exposition(families(counters, gauges, reports.restarts, processes))
+
+        def health() -> tuple[bool, str]:
+            # a worker being replaced after a reload no longer accepts: not counted
+            alive = reports.alive(p for p, c in self.channels.items() if not c.retiring)
+            if self.stopping:
+                return False, "stopping"
+            if not alive:
+                return False, f"no worker alive (0 of {self.settings.workers})"
+            return True, f"ok: {alive} of {self.settings.workers} workers alive"
+
+        return http_response(head, render, health)
+
+    def _worker_labels(self) -> list[tuple[str, int]]:
+        """(``worker`` label, pid) of each live worker for the process metrics: its index;
+        while a reload replaces workers, the old one of an index is ``"<index>-old"``
+        (``"<index>-old-<pid>"`` beyond one), so that no two processes share a label."""
+        labels: list[tuple[str, int]] = []
+        taken: set[str] = set()
+        newest_first = sorted(
+            self.channels.items(), key=lambda item: (item[1].index, -item[1].generation)
+        )
+        for pid, channel in newest_first:
+            label = str(channel.index)
+            if label in taken:
+                label = f"{channel.index}-old"
+            if label in taken:
+                label = f"{channel.index}-old-{pid}"
+            taken.add(label)
+            labels.append((label, pid))
+        return labels
 
 
 def run_supervisor(
