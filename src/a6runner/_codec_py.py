@@ -323,8 +323,8 @@ def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
 
 
 # The vtable of an entry with both strings, read as one uint64: size 8, table size 12, the
-# name and the value at 4 and 8 (forward builders, ours and a6load's) or at 8 and 4
-# (back-to-front ones, the flatbuffers runtimes APISIX uses) -> whether the name is at 4.
+# name and the value at 4 and 8 or at 8 and 4 (whichever field a builder adds first)
+# -> whether the name is at 4.
 _BUILT_ENTRY_VTABLES: Final = {
     8 | 12 << 16 | 4 << 32 | 8 << 48: True,
     8 | 12 << 16 | 8 << 32 | 4 << 48: False,
@@ -333,19 +333,22 @@ _BUILT_ENTRY_VTABLES: Final = {
 # the soffset, the links at 4 and 8, and the length word right after the table.
 _read_built_entry = struct.Struct("<QiIII").unpack_from
 _read_u64 = struct.Struct("<Q").unpack_from
-# The length word 8 bytes after a position: the string's a link at entry + 8 points to.
+# The length word 4 or 8 bytes after a position: the string's that a link at entry + 4
+# or entry + 8 points to, read from entry + link.
+_read_u32_after_4 = struct.Struct("<4xI").unpack_from
 _read_u32_after_8 = struct.Struct("<8xI").unpack_from
 
 
 def _built_entry_spans(buf: bytes, size: int, start: int, count: int) -> list[_Span] | None:
-    """The spans of a vector whose entries all have one of the vtables above, and whose
-    string at 4 starts right after each table (every builder writes the string it
-    created last right before or after the table); None for anything else, and
-    struct.error for a read past the end, both left to _entry_span. ``start`` >= 8.
+    """The spans of a vector whose entries all have one of the vtables above, and one of
+    whose strings starts right after each table (every builder writes a string it
+    created right before or after the table); None for anything else, and struct.error
+    for a read past the end, both left to _entry_span. ``start`` >= 8.
 
-    Two reads per entry: the table with the 8 bytes before it and the string at 4, then
-    the string at 8. Each check _entry_span makes holds once these reads succeed, but
-    the vtable and the string ends, which are compared here."""
+    Two reads per entry: the table with the 8 bytes before it and the length of the
+    string right after it, then the other string's length. Each check _entry_span makes
+    holds once these reads succeed, but the vtable and the string ends, which are
+    compared here."""
     spans: list[_Span] = []
     append = spans.append
     read_entry = _read_built_entry
@@ -357,7 +360,7 @@ def _built_entry_spans(buf: bytes, size: int, start: int, count: int) -> list[_S
     for link in (_U32S.get(count) or _u32s(count)).unpack_from(buf, start):
         element += 4
         entry = element + link
-        before, soffset, link_4, link_8, length_4 = read_entry(buf, entry - 8)
+        before, soffset, link_4, link_8, length_after = read_entry(buf, entry - 8)
         if soffset != 8:  # the vtable is elsewhere: shared, or not right before
             at = entry - soffset
             if at != vtable_at:
@@ -375,13 +378,20 @@ def _built_entry_spans(buf: bytes, size: int, start: int, count: int) -> list[_S
                 return None
             vtable = before
             name_at_4 = shape
-        if link_4 != 8:  # the string at 4 is not right after the table
+        if link_4 == 8:  # the string at 4 starts right after the table
+            start_4 = entry + 16
+            end_4 = start_4 + length_after
+            base_8 = entry + link_8
+            start_8 = base_8 + 12
+            end_8 = start_8 + read_u32_after_8(buf, base_8)[0]
+        elif link_8 == 4:  # the string at 8 does
+            start_8 = entry + 16
+            end_8 = start_8 + length_after
+            base_4 = entry + link_4
+            start_4 = base_4 + 8
+            end_4 = start_4 + _read_u32_after_4(buf, base_4)[0]
+        else:
             return None
-        start_4 = entry + 16
-        end_4 = start_4 + length_4
-        base_8 = entry + link_8
-        start_8 = base_8 + 12
-        end_8 = start_8 + read_u32_after_8(buf, base_8)[0]
         if end_4 > size or end_8 > size:
             return None
         if name_at_4:
