@@ -15,10 +15,16 @@ kernel's socket work, which a6measure covers.
     bench/hotpath.py --compare --process say 2000       # a real `a6-runner run` process
                                                         # under callgrind, called over its
                                                         # socket (uvloop, endpoint, timers)
+    A6_NO_EXTENSIONS=1 bench/hotpath.py --a6load --compare say 2000
 
 ``--process`` counts the whole runner process (its user-space instructions: the kernel's
 socket work is not counted) while a client in another process makes the calls, one at a
 time; the same N and 0 calls subtraction gives the figure per call.
+
+``--a6load`` sends a6load's calls instead (the a6measure scenarios' plugin confs, a
+request of 13 headers and 3 args, a response of 8 headers), built once before the calls
+so that the count is the runner's alone: in pure mode, building each frame with the
+pure client-side builder would cost as much as the call.
 """
 
 from __future__ import annotations
@@ -47,6 +53,63 @@ SCENARIOS: dict[str, tuple[str, str, Any]] = {
         {"filters": [{"regex": "hello", "scope": "global", "replace": "HELLO"}]},
     ),
 }
+
+# a6load's scenarios (shared/tools/a6load.c): the conf of each, then its calls' shape.
+A6LOAD_SCENARIOS: dict[str, tuple[str, str, Any]] = {
+    "say": ("req", "say", {"body": "hello"}),
+    "rewrite": ("req", "request-body-rewrite", {"new_body": '{"rewritten":true,"by":"a6load"}'}),
+    "resp-rewrite": (
+        "resp",
+        "response-rewrite",
+        {"status": 200, "headers": {"X-A": "b"}, "body": "x"},
+    ),
+    "resp-filter-body": (
+        "resp",
+        "response-rewrite",
+        {
+            "status": 200,
+            "headers": {"X-A": "b"},
+            "filters": [{"regex": "hello", "scope": "global", "replace": "HELLO"}],
+        },
+    ),
+}
+A6LOAD_ARGS = [("page", "2"), ("limit", "50"), ("sort", "created_at")]
+A6LOAD_HEADERS = [
+    ("host", "api.example.com"),
+    (
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.0.0 Safari/537.36",
+    ),
+    (
+        "accept",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+    ),
+    ("accept-language", "en-US,en;q=0.9"),
+    ("accept-encoding", "gzip, deflate, br"),
+    ("connection", "keep-alive"),
+    (
+        "cookie",
+        "session=3f2a9c1e7b5d4a8f9e0c1b2a3d4e5f60; theme=dark; _ga=GA1.2.123456789.1700000000",
+    ),
+    ("referer", "https://www.example.com/users?page=1"),
+    ("cache-control", "max-age=0"),
+    ("sec-fetch-dest", "document"),
+    ("sec-fetch-mode", "navigate"),
+    ("sec-fetch-site", "same-origin"),
+    ("x-request-id", "7d3b2c1a-9f8e-4d6c-b5a4-3e2f1a0b9c8d"),
+]
+A6LOAD_RESP_HEADERS = [
+    ("content-type", "application/json; charset=utf-8"),
+    ("content-length", "4096"),
+    ("date", "Mon, 01 Jan 2024 00:00:00 GMT"),
+    ("server", "nginx"),
+    ("cache-control", "no-cache"),
+    ("etag", '"5f3c-1a2b3c4d"'),
+    ("vary", "Accept-Encoding"),
+    ("x-request-id", "7d3b2c1a-9f8e-4d6c-b5a4-3e2f1a0b9c8d"),
+]
+A6LOAD_FRAMES = 1000  # built up front whatever the number of calls, and sent in turn
 
 HEADERS = [
     ("host", "api.example.com"),
@@ -83,7 +146,7 @@ class _Transport:
         pass
 
 
-async def _drive(scenario: str, calls: int, metrics: bool = False) -> int:
+async def _drive(scenario: str, calls: int, metrics: bool = False, a6load: bool = False) -> int:
     from a6runner._confstore import ConfStore
     from a6runner._kernels import codec
     from a6runner._registry import build_registry
@@ -91,7 +154,7 @@ async def _drive(scenario: str, calls: int, metrics: bool = False) -> int:
     from a6runner._services import LocalServices
     from a6runner.testing import decode_reply
 
-    kind, plugin, conf = SCENARIOS[scenario]
+    kind, plugin, conf = (A6LOAD_SCENARIOS if a6load else SCENARIOS)[scenario]
     registry = build_registry(bundled=True, entry_points=False)
     plugins = {n: r.plugin for n, r in registry.items()}
     observer = None
@@ -111,13 +174,20 @@ async def _drive(scenario: str, calls: int, metrics: bool = False) -> int:
     reply = transport.frames.pop()
     token = decode_reply(reply[0], reply[4:]).conf_token
     answer = codec.build_extra_info_resp(RESP_BODY)
-    for i in range(calls):
+
+    def build(i: int, args: list[tuple[str, str]], headers: list[tuple[str, str]]) -> bytes:
         if kind == "req":
-            frame = codec.build_http_req_call_req(
-                i, token, 0, "/api/v1/users/123", [("page", "2")], HEADERS, b"\x7f\0\0\1"
+            return codec.build_http_req_call_req(
+                i, token, 0, "/api/v1/users/123", args, headers, b"\x7f\0\0\1"
             )
-        else:
-            frame = codec.build_http_resp_call_req(i, token, 200, HEADERS)
+        return codec.build_http_resp_call_req(i, token, 200, headers)
+
+    frames = []
+    if a6load:
+        headers = A6LOAD_HEADERS if kind == "req" else A6LOAD_RESP_HEADERS
+        frames = [build(i, A6LOAD_ARGS, headers) for i in range(A6LOAD_FRAMES)]
+    for i in range(calls):
+        frame = frames[i % A6LOAD_FRAMES] if a6load else build(i, [("page", "2")], HEADERS)
         conn.data_received(frame)
         while True:
             if transport.frames:
@@ -132,7 +202,7 @@ async def _drive(scenario: str, calls: int, metrics: bool = False) -> int:
     return calls
 
 
-def _instructions(scenario: str, calls: int, metrics: bool = False) -> int:
+def _instructions(scenario: str, calls: int, metrics: bool = False, a6load: bool = False) -> int:
     result = subprocess.run(
         [
             "valgrind",
@@ -143,6 +213,7 @@ def _instructions(scenario: str, calls: int, metrics: bool = False) -> int:
             scenario,
             str(calls),
             *(["--metrics"] if metrics else []),
+            *(["--a6load"] if a6load else []),
         ],
         capture_output=True,
         text=True,
@@ -213,15 +284,22 @@ def main() -> None:
     parser.add_argument(
         "--process", action="store_true", help="a real runner process (with --compare)"
     )
+    parser.add_argument("--a6load", action="store_true", help="a6load's calls, built up front")
     args = parser.parse_args()
+    if args.a6load and args.process:
+        parser.error("--a6load counts in process only; drop --process")
     if not args.compare:
-        asyncio.run(_drive(args.scenario, args.calls, args.metrics))
+        asyncio.run(_drive(args.scenario, args.calls, args.metrics, args.a6load))
         return
-    count = _process_instructions if args.process else _instructions
-    base = count(args.scenario, 0, args.metrics)
-    total = count(args.scenario, args.calls, args.metrics)
+    if args.process:
+        base = _process_instructions(args.scenario, 0, args.metrics)
+        total = _process_instructions(args.scenario, args.calls, args.metrics)
+    else:
+        base = _instructions(args.scenario, 0, args.metrics, args.a6load)
+        total = _instructions(args.scenario, args.calls, args.metrics, args.a6load)
     label = f"{args.scenario}{' --metrics' if args.metrics else ''}"
     label += " (runner process)" if args.process else ""
+    label += " (a6load)" if args.a6load else ""
     print(f"{label}: {(total - base) / args.calls:,.0f} instructions per call")
 
 

@@ -145,6 +145,10 @@ class FrameSplitter:
         if not buffer:
             # Nothing held back: cut whole frames straight out of the caller's bytes.
             end = len(data)
+            if end >= FRAME_HEADER_SIZE:
+                word = _read_frame_header(data, 0)[0]
+                if FRAME_HEADER_SIZE + (word & 0xFFFFFF) == end:  # one frame, the usual read
+                    return [(word >> 24, bytes(data[FRAME_HEADER_SIZE:]))]
             pos = 0
             while end - pos >= FRAME_HEADER_SIZE:
                 word = _read_frame_header(data, pos)[0]
@@ -196,6 +200,7 @@ class FrameSplitter:
 
 _read_u32 = struct.Struct("<I").unpack_from
 _read_i32 = struct.Struct("<i").unpack_from
+_read_u16 = struct.Struct("<H").unpack_from
 _read_vtable_head = struct.Struct("<HH").unpack_from
 _read_slots = [struct.Struct(f"<{count}H").unpack_from for count in range(8)]
 
@@ -226,8 +231,12 @@ _EXTRA_INFO_RESP_WIDTHS: Final = (_OFFSET,)  # result
 _ERR_RESP_WIDTHS: Final = (1,)  # code
 
 
-def _table_fields(buf: bytes, size: int, table: int, widths: tuple[int, ...]) -> list[int]:
-    """Validate the table at ``table``; the position of each field in ``widths`` (0: absent)."""
+def _root_table(buf: bytes, size: int, widths: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """Validate the root table; its position and the offset of each field in ``widths``
+    (0: absent) from it."""
+    if size < 4:
+        raise DecodeError(f"payload of {size} bytes is too short for a FlatBuffers root")
+    table: int = _read_u32(buf, 0)[0]
     if table + 4 > size:
         raise DecodeError(f"table at {table} runs past the end ({size} bytes)")
     vtable = table - _read_i32(buf, table)[0]
@@ -238,15 +247,21 @@ def _table_fields(buf: bytes, size: int, table: int, widths: tuple[int, ...]) ->
         raise DecodeError(f"bad vtable size {vtable_size} at {vtable}")
     if table_size < 4 or table + table_size > size:
         raise DecodeError(f"bad table size {table_size} at {table}")
-    positions = [0] * len(widths)
-    offsets = _read_slots[min(len(widths), (vtable_size - 4) >> 1)](buf, vtable + 4)
-    for field, offset in enumerate(offsets):
-        if offset:
-            position = table + offset
-            if position + widths[field] > size:
+    count = len(widths)
+    offsets: tuple[int, ...] = _read_slots[min(count, (vtable_size - 4) >> 1)](buf, vtable + 4)
+    if len(offsets) < count:  # fields past the vtable's end are absent
+        offsets += (0,) * (count - len(offsets))
+    if table + max(offsets) + 4 > size:  # no field is wider than 4: only then look closer
+        for field, offset in enumerate(offsets):
+            if offset and table + offset + widths[field] > size:
                 raise DecodeError(f"field {field} of the table at {table} is out of bounds")
-            positions[field] = position
-    return positions
+    return table, offsets
+
+
+def _root_fields(buf: bytes, widths: tuple[int, ...]) -> list[int]:
+    """Validate the root table; the position of each field in ``widths`` (0: absent)."""
+    table, offsets = _root_table(buf, len(buf), widths)
+    return [table + offset if offset else 0 for offset in offsets]
 
 
 def _vector(buf: bytes, size: int, field: int, elem_size: int) -> tuple[int, int]:
@@ -262,19 +277,31 @@ def _vector(buf: bytes, size: int, field: int, elem_size: int) -> tuple[int, int
     return start, count
 
 
+_ABSENT_SPAN: Final = (-1, -1)
+
+
 def _string_span(buf: bytes, size: int, field: int) -> tuple[int, int]:
+    """(start, end) of the string or byte vector the offset field at ``field`` (0: absent)
+    points to; checked as _vector checks a vector."""
     if not field:
-        return -1, -1
-    start, length = _vector(buf, size, field, 1)
-    return start, start + length
+        return _ABSENT_SPAN
+    target = field + _read_u32(buf, field)[0]
+    if target + 4 > size:
+        raise DecodeError(f"vector at {target} runs past the end ({size} bytes)")
+    start = target + 4
+    end = start + _read_u32(buf, target)[0]
+    if end > size:
+        raise DecodeError(f"vector of {end - start} elements at {target} runs past the end")
+    return start, end
 
 
 def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
     """Validate a [TextEntry] field; (name_start, name_end, value_start, value_end) per
     entry, an absent name as (0, 0) (reads as ""), an absent value as (-1, -1).
 
-    The hot loop of every request. Entries laid out the usual way go through
-    _usual_entry_spans; any other vector is checked entry by entry with _entry_span.
+    The hot loop of every request. Entries laid out the way builders write them go
+    through _built_entry_spans; any other vector is checked entry by entry with
+    _entry_span.
     """
     if not field:
         return []
@@ -283,7 +310,7 @@ def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
         return []
     if start >= 8 and count <= _LINKS_PER_READ:
         try:
-            spans = _usual_entry_spans(buf, size, start, count)
+            spans = _built_entry_spans(buf, size, start, count)
         except struct.error:  # a read past the end: _entry_span below says where
             spans = None
         if spans is not None:
@@ -295,80 +322,88 @@ def _text_entry_spans(buf: bytes, size: int, field: int) -> list[_Span]:
     ]
 
 
-# An entry's vtable read as one uint64 (size 8, table size 4..12, the name and value
-# slots), for the shapes builders write -> where the links sit: 1 name @4 and value @8,
-# 2 name @8 and value @4, 3 name @4 alone, 4 name @8 alone.
-_USUAL_ENTRY_SHAPES: Final = {
-    8 | table_size << 16 | name << 32 | value << 48: slots
-    for table_size in range(4, 13)
-    for name, value, slots in ((4, 8, 1), (8, 4, 2), (4, 0, 3), (8, 0, 4))
+# The vtable of an entry with both strings, read as one uint64: size 8, table size 12, the
+# name and the value at 4 and 8 or at 8 and 4 (whichever field a builder adds first)
+# -> whether the name is at 4.
+_BUILT_ENTRY_VTABLES: Final = {
+    8 | 12 << 16 | 4 << 32 | 8 << 48: True,
+    8 | 12 << 16 | 8 << 32 | 4 << 48: False,
 }
-# The 8 bytes before an entry's table (its vtable, when the soffset is 8), then the
-# table's soffset and the words at 4 and 8.
-_read_entry = struct.Struct("<QiII").unpack_from
+# From 8 bytes before an entry's table: those 8 bytes (its vtable when the soffset is 8),
+# the soffset, the links at 4 and 8, and the length word right after the table.
+_read_built_entry = struct.Struct("<QiIII").unpack_from
 _read_u64 = struct.Struct("<Q").unpack_from
+# The length word 4 or 8 bytes after a position: the string's that a link at entry + 4
+# or entry + 8 points to, read from entry + link.
+_read_u32_after_4 = struct.Struct("<4xI").unpack_from
+_read_u32_after_8 = struct.Struct("<8xI").unpack_from
 
 
-def _usual_entry_spans(buf: bytes, size: int, start: int, count: int) -> list[_Span] | None:
-    """The spans of a vector whose every entry has a usual shape (see above) and a vtable
-    right before its table (a forward layout) or shared (what a back-to-front builder
-    writes), in three reads per entry; None for anything else, and struct.error for a
-    read past the end, both left to _entry_span. ``start`` >= 8.
+def _built_entry_spans(buf: bytes, size: int, start: int, count: int) -> list[_Span] | None:
+    """The spans of a vector whose entries all have one of the vtables above, and one of
+    whose strings starts right after each table (every builder writes a string it
+    created right before or after the table); None for anything else, and struct.error
+    for a read past the end, both left to _entry_span. ``start`` >= 8.
 
-    Given those shapes, each check _entry_span makes holds once these reads succeed, but
-    the string ends, which are compared here."""
+    Two reads per entry: the table with the 8 bytes before it and the length of the
+    string right after it, then the other string's length. Each check _entry_span makes
+    holds once these reads succeed, but the vtable and the string ends, which are
+    compared here."""
     spans: list[_Span] = []
     append = spans.append
-    read_u32 = _read_u32
-    read_entry = _read_entry
-    usual = _USUAL_ENTRY_SHAPES.get
+    read_entry = _read_built_entry
+    read_u32_after_8 = _read_u32_after_8
+    vtable = 0  # the one every entry has, as a uint64
+    vtable_at = -1  # where an entry's vtable was last found to be it, when not right before
+    name_at_4 = True
     element = start - 4
-    shared_vtable = -1
-    shared_slots = None
-    for link in _u32s(count).unpack_from(buf, start):
+    for link in (_U32S.get(count) or _u32s(count)).unpack_from(buf, start):
         element += 4
         entry = element + link
-        shape, soffset, word_4, word_8 = read_entry(buf, entry - 8)
-        if soffset == 8:
-            slots = usual(shape)
-        else:
-            vtable = entry - soffset
-            if vtable != shared_vtable:
-                if vtable < 0:
+        before, soffset, link_4, link_8, length_after = read_entry(buf, entry - 8)
+        if soffset != 8:  # the vtable is elsewhere: shared, or not right before
+            at = entry - soffset
+            if at != vtable_at:
+                if at < 0:
                     return None
-                shared_vtable = vtable
-                shared_slots = usual(_read_u64(buf, vtable)[0])
-            slots = shared_slots
-        if slots == 1:
-            name_at = entry + 4 + word_4
-            value_at = entry + 8 + word_8
-        elif slots == 2:
-            name_at = entry + 8 + word_8
-            value_at = entry + 4 + word_4
-        elif slots == 3:
-            name_at = entry + 4 + word_4
-            value_at = -1
-        elif slots == 4:
-            name_at = entry + 8 + word_8
-            value_at = -1
+                before = _read_u64(buf, at)[0]
+                vtable_at = at
+            else:
+                before = vtable
+        if before != vtable:
+            if vtable:  # entries with different vtables
+                return None
+            shape = _BUILT_ENTRY_VTABLES.get(before)
+            if shape is None:
+                return None
+            vtable = before
+            name_at_4 = shape
+        if link_4 == 8:  # the string at 4 starts right after the table
+            start_4 = entry + 16
+            end_4 = start_4 + length_after
+            base_8 = entry + link_8
+            start_8 = base_8 + 12
+            end_8 = start_8 + read_u32_after_8(buf, base_8)[0]
+        elif link_8 == 4:  # the string at 8 does
+            start_8 = entry + 16
+            end_8 = start_8 + length_after
+            base_4 = entry + link_4
+            start_4 = base_4 + 8
+            end_4 = start_4 + _read_u32_after_4(buf, base_4)[0]
         else:
             return None
-        name_end = name_at + 4 + read_u32(buf, name_at)[0]
-        if value_at < 0:
-            if name_end > size:
-                return None
-            append((name_at + 4, name_end, -1, -1))
+        if end_4 > size or end_8 > size:
+            return None
+        if name_at_4:
+            append((start_4, end_4, start_8, end_8))
         else:
-            value_end = value_at + 4 + read_u32(buf, value_at)[0]
-            if name_end > size or value_end > size:
-                return None
-            append((name_at + 4, name_end, value_at + 4, value_end))
+            append((start_8, end_8, start_4, end_4))
     return spans
 
 
 def _entry_span(buf: bytes, size: int, entry: int) -> _Span:
     """One TextEntry checked field by field, as _table_fields and _vector check a table
-    and a string (the reference for _usual_entry_spans)."""
+    and a string (the reference for _built_entry_spans)."""
     if entry + 4 > size:
         raise DecodeError(f"table at {entry} runs past the end ({size} bytes)")
     vtable = entry - _read_i32(buf, entry)[0]
@@ -424,19 +459,8 @@ def _text_pairs(buf: bytes, spans: list[_Span]) -> list[tuple[str, str | None]]:
     ]
 
 
-def _root_fields(buf: bytes, widths: tuple[int, ...]) -> list[int]:
-    size = len(buf)
-    if size < 4:
-        raise DecodeError(f"payload of {size} bytes is too short for a FlatBuffers root")
-    return _table_fields(buf, size, _read_u32(buf, 0)[0], widths)
-
-
 def _u8(buf: bytes, position: int) -> int:
     return buf[position] if position else 0
-
-
-def _u16(buf: bytes, position: int) -> int:
-    return int.from_bytes(buf[position : position + 2], "little") if position else 0
 
 
 def _u32(buf: bytes, position: int) -> int:
@@ -601,21 +625,25 @@ def decode_prepare_conf_req(buf: bytes) -> PrepareConfReq:
 def decode_http_req_call_req(buf: bytes) -> HTTPReqCallReq:
     buf = _payload(buf)
     size = len(buf)
-    id_field, src_ip_field, method_field, path_field, args_field, headers_field, token_field = (
-        _root_fields(buf, _HTTP_REQ_CALL_REQ_WIDTHS)
+    table, (id_at, src_ip_at, method_at, path_at, args_at, headers_at, token_at) = _root_table(
+        buf, size, _HTTP_REQ_CALL_REQ_WIDTHS
     )
     request = HTTPReqCallReq.__new__(HTTPReqCallReq)
     request._buf = buf
-    request._id = _u32(buf, id_field)
-    request._conf_token = _u32(buf, token_field)
-    request._method = _u8(buf, method_field)
-    request._path_start, request._path_end = _string_span(buf, size, path_field)
+    request._id = _read_u32(buf, table + id_at)[0] if id_at else 0
+    request._conf_token = _read_u32(buf, table + token_at)[0] if token_at else 0
+    request._method = buf[table + method_at] if method_at else 0
+    request._path_start, request._path_end = (
+        _string_span(buf, size, table + path_at) if path_at else _ABSENT_SPAN
+    )
     request._path = None
-    request._src_ip_start, request._src_ip_end = _string_span(buf, size, src_ip_field)
+    request._src_ip_start, request._src_ip_end = (
+        _string_span(buf, size, table + src_ip_at) if src_ip_at else _ABSENT_SPAN
+    )
     request._src_ip = None
-    request._args_spans = _text_entry_spans(buf, size, args_field)
+    request._args_spans = _text_entry_spans(buf, size, table + args_at) if args_at else []
     request._args = None
-    request._headers_spans = _text_entry_spans(buf, size, headers_field)
+    request._headers_spans = _text_entry_spans(buf, size, table + headers_at) if headers_at else []
     request._headers = None
     return request
 
@@ -623,15 +651,15 @@ def decode_http_req_call_req(buf: bytes) -> HTTPReqCallReq:
 def decode_http_resp_call_req(buf: bytes) -> HTTPRespCallReq:
     buf = _payload(buf)
     size = len(buf)
-    id_field, status_field, headers_field, token_field = _root_fields(
-        buf, _HTTP_RESP_CALL_REQ_WIDTHS
+    table, (id_at, status_at, headers_at, token_at) = _root_table(
+        buf, size, _HTTP_RESP_CALL_REQ_WIDTHS
     )
     request = HTTPRespCallReq.__new__(HTTPRespCallReq)
     request._buf = buf
-    request._id = _u32(buf, id_field)
-    request._status = _u16(buf, status_field)
-    request._conf_token = _u32(buf, token_field)
-    request._headers_spans = _text_entry_spans(buf, size, headers_field)
+    request._id = _read_u32(buf, table + id_at)[0] if id_at else 0
+    request._status = _read_u16(buf, table + status_at)[0] if status_at else 0
+    request._conf_token = _read_u32(buf, table + token_at)[0] if token_at else 0
+    request._headers_spans = _text_entry_spans(buf, size, table + headers_at) if headers_at else []
     request._headers = None
     return request
 
@@ -666,6 +694,9 @@ _STRING_PAD: Final = (b"\0\0\0\0", b"\0\0\0", b"\0\0", b"\0")
 _VECTOR_PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 _pack_u32 = struct.Struct("<I").pack
+_U16_MAX: Final = 0xFFFF
+_PLAIN_SEQUENCES: Final = (list, tuple)
+_U32_MAX: Final = 0xFFFFFFFF
 # One TextEntry in front of its name's bytes: vtable (size 8, table size 12, name @4,
 # value @8 or 0), table (soffset 8 back to the vtable, name +8, value link or 0), the
 # name's length word.
@@ -701,6 +732,8 @@ def _encode_value(value: object, what: str) -> bytes:
 
 def _body_bytes(body: object, what: str) -> bytes:
     """The body to write, b"" to leave the field absent."""
+    if type(body) is bytes and len(body) <= MAX_PAYLOAD_SIZE:
+        return body
     if body is None:
         return b""
     if not isinstance(body, bytes):
@@ -708,6 +741,26 @@ def _body_bytes(body: object, what: str) -> bytes:
     if len(body) > MAX_PAYLOAD_SIZE:
         raise FrameTooLarge(f"{what} of {len(body)} bytes cannot fit in a frame")
     return body
+
+
+# An entry's bytes up to its value's length word, by name: the vtable and table, then the
+# name's string. Header names come from a small vocabulary: like the compiled twin's
+# name cache, at most _ENTRY_HEADS_MAX names of at most _ENTRY_HEAD_NAME_MAX bytes.
+_ENTRY_HEADS: dict[str, bytes] = {}
+_ENTRY_HEADS_MAX: Final = 512
+_ENTRY_HEAD_NAME_MAX: Final = 64
+
+
+def _entry_head(name: object, what: str, with_value: bool) -> bytes:
+    """An entry's vtable, table and name string (see _pack_entry)."""
+    name_bytes = name.encode(_ENCODING, _ERRORS) if type(name) is str else _encode_name(name, what)
+    n = len(name_bytes)
+    if not with_value:
+        return _pack_entry(8, 12, 4, 0, 8, 8, 0, n) + name_bytes + _STRING_PAD[n & 3]
+    head = _pack_entry(8, 12, 4, 8, 8, 8, _string_size(n) + 4, n) + name_bytes + _STRING_PAD[n & 3]
+    if type(name) is str and n <= _ENTRY_HEAD_NAME_MAX and len(_ENTRY_HEADS) < _ENTRY_HEADS_MAX:
+        _ENTRY_HEADS[name] = head
+    return head
 
 
 def _put_entries(parts: list[bytes], entries: TextEntries, what: str) -> int:
@@ -727,35 +780,26 @@ def _put_entries(parts: list[bytes], entries: TextEntries, what: str) -> int:
     parts.append(b"")  # the length word and the slots, once the links are known
     size = 0  # the entries written so far
     slot_to_entries = 4 * count + 8
+    heads = _ENTRY_HEADS
     for name, value in entries:
-        # The common types inline; the helpers raise the TypeError for the others.
-        name_bytes = (
-            name.encode(_ENCODING, _ERRORS)
-            if type(name) is str
-            else _encode_name(name, f"{what} name")
-        )
-        n = len(name_bytes)
         links.append(slot_to_entries + size)
         slot_to_entries -= 4
         if value is None:
-            parts += (_pack_entry(8, 12, 4, 0, 8, 8, 0, n), name_bytes, _STRING_PAD[n & 3])
-            size += 24 + ((n + 4) & ~3)
+            head = _entry_head(name, f"{what} name", False)
+            parts.append(head)
+            size += len(head)
             continue
+        head = heads.get(name) if type(name) is str else None  # type: ignore[assignment]
+        if head is None:
+            head = _entry_head(name, f"{what} name", True)
+        # The common type inline; the helper raises the TypeError for the others.
         if type(value) is str:
             value = value.encode(_ENCODING, _ERRORS)
         elif type(value) is not bytes:
             value = _encode_value(value, f"{what} value")
         m = len(value)
-        name_size = 4 + ((n + 4) & ~3)
-        parts += (
-            _pack_entry(8, 12, 4, 8, 8, 8, 4 + name_size, n),
-            name_bytes,
-            _STRING_PAD[n & 3],
-            _pack_u32(m),
-            value,
-            _STRING_PAD[m & 3],
-        )
-        size += 24 + name_size + ((m + 4) & ~3)
+        parts += (head, _pack_u32(m), value, _STRING_PAD[m & 3])
+        size += len(head) + 8 + (m & ~3)  # the value: length word, bytes, NUL, padding
     parts[first] = _u32s(count + 1).pack(*links)
     return 4 + 4 * count + size
 
@@ -784,11 +828,6 @@ def _finish_frame(parts: list[bytes], frame_type: int, payload_size: int) -> byt
     return b"".join(parts)
 
 
-def _link(present: int, offset: int) -> int:
-    """An offset field's value: ``offset`` when its child is present, else 0 (absent)."""
-    return offset if present else 0
-
-
 # Root offset, vtable and table of a root table whose only field is a uint32
 # (PrepareConf.Resp, a bare HTTPReqCall.Resp): root 12; vtable (6, 8, field @4); table.
 _pack_single_u32 = struct.Struct("<IHHH2xiI").pack
@@ -810,7 +849,9 @@ def build_prepare_conf_resp(conf_token: int) -> bytes:
 
 def build_http_req_call_resp(id: int) -> bytes:
     """HTTPReqCall.Resp with no action (let the request through unchanged)."""
-    return _single_u32_frame(RPC_HTTP_REQ_CALL, _uint(id, 32, "id"))
+    if type(id) is not int or not 0 <= id <= _U32_MAX:
+        id = _uint(id, 32, "id")
+    return _single_u32_frame(RPC_HTTP_REQ_CALL, id)
 
 
 # HTTPReqCall.Resp as the root of a Stop or Rewrite (32 bytes): root 16; vtable (10, 16,
@@ -825,16 +866,18 @@ _STOP_SIZE: Final = _ACTION_ROOT_SIZE + 28
 
 def build_stop(id: int, status: int, headers: TextEntries, body: bytes | None) -> bytes:
     """HTTPReqCall.Resp with a Stop action."""
-    id = _uint(id, 32, "id")
-    status = _uint(status, 16, "status")
+    if type(id) is not int or not 0 <= id <= _U32_MAX:
+        id = _uint(id, 32, "id")
+    if type(status) is not int or not 0 <= status <= _U16_MAX:
+        status = _uint(status, 16, "status")
     body_bytes = _body_bytes(body, "body")
     parts: list[bytes] = [b"", b""]
     headers_size = _put_entries(parts, headers, "header")
-    body_size = _put_byte_vector(parts, body_bytes)
+    body_size = _put_byte_vector(parts, body_bytes) if body_bytes else 0
     parts[1] = _pack_stop(
         16, 10, 16, 4, 12, 8, 12, id, 20, ACTION_STOP,
-        10, 16, 12, _link(headers_size, 4), _link(body_size, 8),
-        12, _link(headers_size, 12), _link(body_size, 8 + headers_size), status,
+        10, 16, 12, 4 if headers_size else 0, 8 if body_size else 0,
+        12, 12 if headers_size else 0, 8 + headers_size if body_size else 0, status,
     )  # fmt: skip
     return _finish_frame(parts, RPC_HTTP_REQ_CALL, _STOP_SIZE + headers_size + body_size)
 
@@ -854,15 +897,26 @@ def build_rewrite(
     body: bytes | None,
 ) -> bytes:
     """HTTPReqCall.Resp with a Rewrite action."""
-    id = _uint(id, 32, "id")
+    if type(id) is not int or not 0 <= id <= _U32_MAX:
+        id = _uint(id, 32, "id")
     path_bytes = None if path is None else _encode_name(path, "path")
     body_bytes = _body_bytes(body, "body")
     parts: list[bytes] = [b"", b""]
     path_size = 0 if path_bytes is None else _put_string(parts, path_bytes)
-    headers_size = _put_entries(parts, headers, "header")
-    args_size = _put_entries(parts, args, "arg")
-    resp_headers_size = _put_entries(parts, resp_headers, "response header")
-    body_size = _put_byte_vector(parts, body_bytes)
+    # A Rewrite changes one or two of these: an empty list or tuple costs no call.
+    headers_size = (
+        0 if not headers and type(headers) in _PLAIN_SEQUENCES
+        else _put_entries(parts, headers, "header")
+    )  # fmt: skip
+    args_size = (
+        0 if not args and type(args) in _PLAIN_SEQUENCES
+        else _put_entries(parts, args, "arg")
+    )  # fmt: skip
+    resp_headers_size = (
+        0 if not resp_headers and type(resp_headers) in _PLAIN_SEQUENCES
+        else _put_entries(parts, resp_headers, "response header")
+    )  # fmt: skip
+    body_size = _put_byte_vector(parts, body_bytes) if body_bytes else 0
     # Each link: from its slot (52 + 4 * field) to where its child starts (72 + before).
     headers_at = 20 + path_size
     args_at = headers_at + headers_size
@@ -870,11 +924,11 @@ def build_rewrite(
     body_at = resp_headers_at + resp_headers_size
     parts[1] = _pack_rewrite(
         16, 10, 16, 4, 12, 8, 12, id, 24, ACTION_REWRITE,
-        14, 24, _link(path_size, 4), _link(headers_size, 8), _link(args_size, 12),
-        _link(resp_headers_size, 16), _link(body_size, 20),
-        16, _link(path_size, 20), _link(headers_size, headers_at - 4),
-        _link(args_size, args_at - 8), _link(resp_headers_size, resp_headers_at - 12),
-        _link(body_size, body_at - 16),
+        14, 24, 4 if path_size else 0, 8 if headers_size else 0, 12 if args_size else 0,
+        16 if resp_headers_size else 0, 20 if body_size else 0,
+        16, 20 if path_size else 0, headers_at - 4 if headers_size else 0,
+        args_at - 8 if args_size else 0, resp_headers_at - 12 if resp_headers_size else 0,
+        body_at - 16 if body_size else 0,
     )  # fmt: skip
     return _finish_frame(parts, RPC_HTTP_REQ_CALL, _REWRITE_SIZE + body_at - 20 + body_size)
 
@@ -888,15 +942,17 @@ _HTTP_RESP_CALL_RESP_SIZE: Final = 36
 def build_http_resp_call_resp(
     id: int, status: int, headers: TextEntries, body: bytes | None
 ) -> bytes:
-    id = _uint(id, 32, "id")
-    status = _uint(status, 16, "status")
+    if type(id) is not int or not 0 <= id <= _U32_MAX:
+        id = _uint(id, 32, "id")
+    if type(status) is not int or not 0 <= status <= _U16_MAX:
+        status = _uint(status, 16, "status")
     body_bytes = _body_bytes(body, "body")
     parts: list[bytes] = [b"", b""]
     headers_size = _put_entries(parts, headers, "header")
-    body_size = _put_byte_vector(parts, body_bytes)
+    body_size = _put_byte_vector(parts, body_bytes) if body_bytes else 0
     parts[1] = _pack_http_resp_call_resp(
-        16, 12, 20, 4, 16, _link(headers_size, 8), _link(body_size, 12),
-        12, id, _link(headers_size, 12), _link(body_size, 8 + headers_size), status,
+        16, 12, 20, 4, 16, 8 if headers_size else 0, 12 if body_size else 0,
+        12, id, 12 if headers_size else 0, 8 + headers_size if body_size else 0, status,
     )  # fmt: skip
     return _finish_frame(
         parts, RPC_HTTP_RESP_CALL, _HTTP_RESP_CALL_RESP_SIZE + headers_size + body_size
@@ -964,8 +1020,8 @@ def build_prepare_conf_req(conf: Sequence[tuple[str, str | bytes]], key: str | N
     conf_size = _put_entries(parts, conf, "conf")
     key_size = 0 if key_bytes is None else _put_string(parts, key_bytes)
     parts[1] = _pack_prepare_conf_req(
-        12, 8, 12, _link(conf_size, 4), _link(key_size, 8),
-        8, _link(conf_size, 8), _link(key_size, 4 + conf_size),
+        12, 8, 12, 4 if conf_size else 0, 8 if key_size else 0,
+        8, 8 if conf_size else 0, 4 + conf_size if key_size else 0,
     )  # fmt: skip
     return _finish_frame(parts, RPC_PREPARE_CONF, _PREPARE_CONF_REQ_SIZE + conf_size + key_size)
 
@@ -1001,10 +1057,10 @@ def build_http_req_call_req(
     args_at = path_at + path_size
     headers_at = args_at + args_size
     parts[1] = _pack_http_req_call_req(
-        24, 18, 32, 4, _link(src_ip_size, 8), 28, _link(path_size, 12), _link(args_size, 16),
-        _link(headers_size, 20), 24,
-        20, id, _link(src_ip_size, 24), _link(path_size, path_at - 4),
-        _link(args_size, args_at - 8), _link(headers_size, headers_at - 12), conf_token, method,
+        24, 18, 32, 4, 8 if src_ip_size else 0, 28, 12 if path_size else 0, 16 if args_size else 0,
+        20 if headers_size else 0, 24,
+        20, id, 24 if src_ip_size else 0, path_at - 4 if path_size else 0,
+        args_at - 8 if args_size else 0, headers_at - 12 if headers_size else 0, conf_token, method,
     )  # fmt: skip
     return _finish_frame(
         parts, RPC_HTTP_REQ_CALL, _HTTP_REQ_CALL_REQ_SIZE + headers_at - 24 + headers_size
@@ -1024,8 +1080,8 @@ def build_http_resp_call_req(id: int, conf_token: int, status: int, headers: Tex
     parts: list[bytes] = [b"", b""]
     headers_size = _put_entries(parts, headers, "header")
     parts[1] = _pack_http_resp_call_req(
-        16, 12, 20, 4, 16, _link(headers_size, 8), 12,
-        12, id, _link(headers_size, 12), conf_token, status,
+        16, 12, 20, 4, 16, 8 if headers_size else 0, 12,
+        12, id, 12 if headers_size else 0, conf_token, status,
     )  # fmt: skip
     return _finish_frame(parts, RPC_HTTP_RESP_CALL, _HTTP_RESP_CALL_REQ_SIZE + headers_size)
 
@@ -1040,5 +1096,5 @@ def build_extra_info_resp(result: bytes | None) -> bytes:
     result_bytes = _body_bytes(result, "result")
     parts: list[bytes] = [b"", b""]
     result_size = _put_byte_vector(parts, result_bytes)
-    parts[1] = _pack_extra_info_resp(12, 6, 8, _link(result_size, 4), 8, _link(result_size, 4))
+    parts[1] = _pack_extra_info_resp(12, 6, 8, 4 if result_size else 0, 8, 4 if result_size else 0)
     return _finish_frame(parts, RPC_EXTRA_INFO, _EXTRA_INFO_RESP_SIZE + result_size)

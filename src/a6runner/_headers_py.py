@@ -25,7 +25,10 @@ _ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
 
 
 def _fold_ascii(name: str) -> str:
-    if not isinstance(name, str):
+    if type(name) is str:
+        if name.islower():  # no upper-case letter at all: folded already
+            return name
+    elif not isinstance(name, str):
         raise TypeError(f"name must be str, not {type(name).__name__}")
     # str.lower() would also fold non-ASCII letters, which HTTP does not.
     return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
@@ -58,7 +61,7 @@ class MultiMap:
         for name, value in entries:
             if not isinstance(name, str):
                 raise TypeError(f"name must be str, not {type(name).__name__}")
-            if not ignore_case:
+            if not ignore_case or (type(name) is str and name.islower()):  # folded already
                 key = name
             elif name.isascii():
                 key = name.lower()
@@ -88,12 +91,19 @@ class MultiMap:
     # -- reading ---------------------------------------------------------------------
 
     def _values_of(self, key: str) -> list[str]:
-        slot = self._first.get(key)
+        return self._values_at(self._first.get(key))
+
+    def _values_at(self, slot: int | None) -> list[str]:
+        """The values of the name whose first entry is at ``slot`` ([] for None)."""
         if slot is None:
             return []
         keys = self._keys
         values = self._values
         shared = keys[slot]
+        # count() >= the slots holding this very key object (== is true for identical
+        # objects): 1 means this slot alone.
+        if keys.count(shared) == 1:
+            return [values[slot]]  # type: ignore[list-item]
         return [
             values[i]  # type: ignore[misc]
             for i in range(slot, len(keys))
@@ -125,6 +135,8 @@ class MultiMap:
 
     def items(self) -> list[tuple[str, str]]:
         spelling = self._spelling
+        if not spelling and not self._holes:
+            return list(zip(self._keys, self._values, strict=True))  # type: ignore[arg-type]
         return [
             (spelling.get(key, key), value)  # type: ignore[misc]
             for key, value in zip(self._keys, self._values, strict=True)
@@ -137,12 +149,13 @@ class MultiMap:
 
     # -- writing ---------------------------------------------------------------------
 
-    def _remember_original(self, key: str) -> None:
+    def _remember_original(self, key: str, slot: int | None) -> None:
+        """Keep the values of ``key`` (first entry at ``slot``) before its first change."""
         original = self._original
         if original is None:
-            self._original = {key: self._values_of(key)}
+            self._original = {key: self._values_at(slot)}
         elif key not in original:
-            original[key] = self._values_of(key)
+            original[key] = self._values_at(slot)
 
     def _respell(self, key: str, name: str) -> None:
         if key == name:
@@ -154,12 +167,17 @@ class MultiMap:
         """Punch a hole in every slot of ``shared`` from ``slot`` on."""
         keys = self._keys
         values = self._values
-        dropped = 0
-        for i in range(slot, len(keys)):
-            if keys[i] is shared:
-                keys[i] = None
-                values[i] = None
-                dropped += 1
+        if keys.count(shared) == 1:  # the one at slot (see _values_at)
+            keys[slot] = None
+            values[slot] = None
+            dropped = 1
+        else:
+            dropped = 0
+            for i in range(slot, len(keys)):
+                if keys[i] is shared:
+                    keys[i] = None
+                    values[i] = None
+                    dropped += 1
         self._holes += dropped
         if self._holes > len(keys) - self._holes:
             self._squeeze()
@@ -189,16 +207,25 @@ class MultiMap:
 
     def set(self, name: str, value: str) -> None:
         key = self._fold(name)
-        _require_str_value(value)
-        self._remember_original(key)
-        self._respell(key, name)
-        slot = self._first.get(key)
+        if type(value) is not str:
+            _require_str_value(value)
+        first = self._first
+        slot = first.get(key)
+        self._remember_original(key, slot)
+        if key != name:
+            self._spelling[key] = name
+        elif self._spelling:
+            self._spelling.pop(key, None)
+        keys = self._keys
         if slot is None:
-            self._append(key, value)
+            first[key] = len(keys)
+            keys.append(key)
+            self._values.append(value)
             return
         self._values[slot] = value
-        shared: str = self._keys[slot]  # type: ignore[assignment]
-        keys = self._keys
+        shared: str = keys[slot]  # type: ignore[assignment]
+        if keys.count(shared) == 1:
+            return
         for i in range(slot + 1, len(keys)):
             if keys[i] is shared:
                 self._drop_from(i, shared)
@@ -207,16 +234,17 @@ class MultiMap:
     def add(self, name: str, value: str) -> None:
         key = self._fold(name)
         _require_str_value(value)
-        self._remember_original(key)
+        self._remember_original(key, self._first.get(key))
         self._respell(key, name)
         self._append(key, value)
 
     def delete(self, name: str) -> bool:
         key = self._fold(name)
-        if key not in self._first:
+        slot = self._first.get(key)
+        if slot is None:
             return False
-        self._remember_original(key)
-        slot = self._first.pop(key)
+        self._remember_original(key, slot)
+        del self._first[key]
         self._drop_from(slot, self._keys[slot])  # type: ignore[arg-type]
         return True
 
