@@ -163,6 +163,7 @@ class Connection(asyncio.Protocol):
         self._call_started = 0.0  # loop time that call began
         self.cancel_reason: str | None = None  # set when the runner cancels the task
         self.call_timeout = server.limits.call_timeout
+        self._keep_polling = server.keep_polling if server.limits.busy_poll > 0 else None
         self._queued: collections.deque[tuple[int, bytes]] = collections.deque()
         self._queued_bytes = 0
         # One per ExtraInfo question sent, in order: a future (asked from a task), or a
@@ -198,6 +199,9 @@ class Connection(asyncio.Protocol):
             self._task.cancel()
 
     def data_received(self, data: bytes) -> None:
+        keep_polling = self._keep_polling
+        if keep_polling is not None:
+            keep_polling()
         metered = self._meter
         if metered is not None and not self._info_waiters and not self._splitter.pending:
             metered.first_byte()  # this read begins a call
@@ -612,6 +616,8 @@ class Server:
         self._accepts: set[asyncio.Task[Any]] = set()
         self._idle: asyncio.Event | None = None
         self._deadlines: asyncio.TimerHandle | None = None
+        self.polling = False  # --busy-poll: the loop is kept polling (see keep_polling)
+        self._last_read = 0.0
 
     async def start(self) -> None:
         # Our own accept, one connection per readiness event: the event loop's server
@@ -622,6 +628,24 @@ class Server:
         self._listen()
         if self.limits.call_timeout > 0:
             self._deadlines = self._loop.call_later(DEADLINE_SWEEP, self._check_deadlines)
+
+    def keep_polling(self) -> None:
+        """--busy-poll, on every read: until ``limits.busy_poll`` seconds pass with no
+        read, keep one callback scheduled, so that the event loop polls its sockets
+        without sleeping (epoll with no timeout) instead of blocking until the next frame
+        arrives. A blocked process lets its CPU go idle, and waking it when a frame comes
+        costs tens of µs on a VM: at low concurrency that is most of a call's latency. The
+        price is the polling's CPU, which a loaded machine needs elsewhere."""
+        self._last_read = self._loop.time()
+        if not self.polling:
+            self.polling = True
+            self._loop.call_soon(self._poll)
+
+    def _poll(self) -> None:
+        if self._loop.time() - self._last_read < self.limits.busy_poll:
+            self._loop.call_soon(self._poll)
+        else:
+            self.polling = False
 
     def _listen(self) -> None:
         if self._accepting and not self._listening:

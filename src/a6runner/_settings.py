@@ -14,6 +14,7 @@ DEFAULT_SOCKET_MODE = 0o766  # APISIX workers often run as nobody: they must con
 DEFAULT_CALL_TIMEOUT = 56.0
 DEFAULT_FRAME_MEMORY = 128 << 20  # bytes of frames still arriving, per worker
 DEFAULT_STALL_WARNING = 0.1  # seconds a filter may block the event loop before a warning
+MAX_BUSY_POLL = 0.01  # --busy-poll: at most 10 ms of polling after each read
 
 
 def parse_listen_address(value: str, source: str = "APISIX_LISTEN_ADDRESS") -> str:
@@ -47,7 +48,8 @@ def parse_conf_expire_time(value: str, source: str = "APISIX_CONF_EXPIRE_TIME") 
 
 @dataclass(frozen=True)
 class Limits:
-    """What one serving process allows a call and a connection (see README, Hardening)."""
+    """What one serving process allows a call and a connection (see README, Hardening),
+    and how it waits for the next frame."""
 
     # A call not answered after this many seconds is ended (0: no deadline).
     call_timeout: float = DEFAULT_CALL_TIMEOUT
@@ -56,6 +58,9 @@ class Limits:
     frame_memory: int = DEFAULT_FRAME_MEMORY
     # A filter blocking the event loop this long is logged by name (0: no watchdog).
     stall_warning: float = DEFAULT_STALL_WARNING
+    # After each read, keep polling the sockets instead of sleeping until this many
+    # seconds pass with nothing to read (0: sleep at once; README, "Latency at low load").
+    busy_poll: float = 0.0
 
 
 DEFAULT_LIMITS = Limits()

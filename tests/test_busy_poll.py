@@ -1,0 +1,120 @@
+"""--busy-poll: after each read the event loop keeps a callback scheduled (so it polls its
+sockets without sleeping) until the set time passes with nothing read, then sleeps again;
+the calls are answered exactly as without it. Off by default."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from a6runner._confstore import ConfStore
+from a6runner._registry import build_registry
+from a6runner._server import Listener, Server
+from a6runner._services import LocalServices
+from a6runner._settings import Limits
+from a6runner.testing import AsyncClient, spawn_runner
+
+BUNDLED = {n: r.plugin for n, r in build_registry(bundled=True, entry_points=False).items()}
+
+
+def serve_two_calls(tmp_path: Path, busy_poll: float) -> tuple[list[bytes | None], list[int]]:
+    """Two say calls, the second once the loop has stopped polling after the first:
+    (their bodies, how many poll callbacks had run after each)."""
+    path = str(tmp_path / "r.sock")
+    listener = Listener(path, 0o700).sock
+
+    async def stopped_polling(server: Server) -> None:
+        while server.polling:  # ends once busy_poll passes with no read
+            await asyncio.sleep(0.001)
+
+    async def main() -> tuple[list[bytes | None], list[int]]:
+        server = Server(
+            listener, ConfStore(BUNDLED, 60.0), LocalServices(), limits=Limits(busy_poll=busy_poll)
+        )
+        polls: list[None] = []
+        poll = server._poll
+
+        def counted_poll() -> None:
+            polls.append(None)
+            poll()
+
+        server._poll = counted_poll  # type: ignore[method-assign]
+        await server.start()
+        bodies: list[bytes | None] = []
+        after: list[int] = []
+        async with await AsyncClient.connect(path) as client:
+            token = await client.prepare_conf([("say", {"body": "hi"})])
+            for _ in range(2):
+                await asyncio.wait_for(stopped_polling(server), 60)
+                bodies.append((await client.http_req_call(token)).body)
+                await asyncio.wait_for(stopped_polling(server), 60)
+                after.append(len(polls))
+        await server.stop(1.0)
+        return bodies, after
+
+    try:
+        return asyncio.run(main())
+    finally:
+        listener.close()
+
+
+def test_after_a_read_the_loop_polls_then_sleeps_again(tmp_path: Path) -> None:
+    bodies, polls_after = serve_two_calls(tmp_path, busy_poll=0.002)
+    assert bodies == [b"hi", b"hi"]
+    first, second = polls_after
+    assert first >= 1  # the loop polled after the first call's read
+    assert second > first  # it had stopped, and the second call's read started it again
+
+
+def test_off_by_default_the_loop_never_polls(tmp_path: Path) -> None:
+    assert Limits().busy_poll == 0
+    bodies, polls_after = serve_two_calls(tmp_path, busy_poll=0.0)
+    assert bodies == [b"hi", b"hi"]
+    assert polls_after == [0, 0]
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_busy_polling_runner_answers_as_any(workers: str) -> None:
+    with spawn_runner(["--busy-poll", "50", "--workers", workers]) as runner:
+        with runner.client() as apisix:
+            token = apisix.prepare_conf([("say", {"body": "polled"})])
+            for call_id in range(20):
+                reply = apisix.http_req_call(token, id=call_id)
+                assert (reply.id, reply.action, reply.body) == (call_id, "stop", b"polled")
+        assert runner.stop() == 0
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("-1", "must be between 0 (off) and 10000 microseconds, not '-1'"),
+        ("10001", "must be between 0 (off) and 10000 microseconds, not '10001'"),
+        ("0.5", "not a whole number of microseconds: '0.5'"),
+        ("abc", "not a whole number of microseconds: 'abc'"),
+    ],
+)
+def test_a_bad_busy_poll_is_refused_by_name(tmp_path: Path, value: str, says: str) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "a6runner",
+            "run",
+            "--listen",
+            f"unix:{tmp_path}/x.sock",
+            *("--busy-poll", value),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2
+    assert f"argument --busy-poll: {says}" in result.stderr
+    assert "Traceback" not in result.stderr
