@@ -144,6 +144,22 @@ def test_help_is_clean_for_every_command(command: tuple[str, ...]) -> None:
     assert "exit status" in out
 
 
+@pytest.mark.parametrize("columns", ["50", "120"])
+def test_help_fits_the_width_columns_gives(columns: str) -> None:
+    """The formatter finds the width as shutil would ($COLUMNS first), without shutil."""
+    out = a6("run", "--help", env={"COLUMNS": columns}).stdout
+    lines = out.splitlines()
+    flag_lines = [line for line in lines if line.lstrip().startswith("--busy-poll")]
+    assert flag_lines  # the help is there
+    # argparse wraps the options at COLUMNS - 2 (the description and epilog are raw)
+    start = lines.index("options:")
+    options = lines[
+        start : next(i for i, line in enumerate(lines) if line.startswith("environment"))
+    ]
+    assert max(len(line) for line in options) <= int(columns) - 2
+    assert max(len(line) for line in options) > int(columns) - 30  # and uses that width
+
+
 def test_run_help_documents_every_flag_and_the_signals() -> None:
     out = a6("run", "--help").stdout
     assert "--log-level {debug,info,warning,error}\n" in out

@@ -241,8 +241,9 @@ def test_in_process_counts_every_kind_and_outcome_exactly(
     assert any(getattr(r, "event", None) == "call" for r in caplog.records) == debug
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def single() -> Iterator[tuple[RunnerProcess, str]]:
+    """A fresh runner for each test: they count from zero (in any order)."""
     with spawn_runner(["--plugins", PLUGINS, "--metrics", "127.0.0.1:0"]) as runner:
         yield runner, metrics_address(runner)
 

@@ -63,7 +63,8 @@ def test_a_serving_runner_never_imports_the_flatbuffers_reference(
 # importlib.metadata (email, zipfile, csv, tempfile behind it) only when a distribution
 # may declare an entry-point plugin; uuid/secrets/hashlib when request-id generates an id
 # or a limit names its conf; ipaddress when a plugin reads src_ip or ip-restriction parses
-# a conf.
+# a conf. Never in a run: shutil (and bz2, lzma behind it), which argparse imports for the
+# terminal width unless given one; pickle (the supervisor link is marshal data).
 ON_FIRST_USE = (
     "importlib.metadata",
     "email",
@@ -74,6 +75,10 @@ ON_FIRST_USE = (
     "secrets",
     "hashlib",
     "ipaddress",
+    "shutil",
+    "bz2",
+    "lzma",
+    "pickle",
 )
 
 
