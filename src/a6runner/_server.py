@@ -632,7 +632,7 @@ class Server:
     def keep_polling(self) -> None:
         """--busy-poll, on every read: until ``limits.busy_poll`` seconds pass with no
         read, keep one callback scheduled, so that the event loop polls its sockets
-        without sleeping (epoll with no timeout) instead of blocking until the next frame
+        without sleeping (epoll with a zero timeout) instead of blocking until the next frame
         arrives. A blocked process lets its CPU go idle, and waking it when a frame comes
         costs tens of µs on a VM: at low concurrency that is most of a call's latency. The
         price is the polling's CPU, which a loaded machine needs elsewhere."""
