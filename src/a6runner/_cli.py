@@ -279,9 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_busy_poll,
         default=0.0,
         metavar="MICROSECONDS",
-        help="after each read, keep polling the socket this long before sleeping: much "
-        "lower latency at low concurrency, for CPU a loaded machine would use elsewhere "
-        f"(default 0: off; at most {int(MAX_BUSY_POLL * 1e6)})",
+        help="after each read, keep polling the socket this long before sleeping, unless "
+        "other tasks wait for a CPU (/proc/pressure/cpu): much lower latency at low "
+        f"concurrency, for idle CPU (default 0: off; at most {int(MAX_BUSY_POLL * 1e6)})",
     )
     p_run.add_argument(
         "--no-parent-watch",

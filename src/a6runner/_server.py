@@ -42,6 +42,7 @@ from ._errors import (
 from ._kernels import codec, meter
 from ._paths import socket_path_error
 from ._plugin import Plugin, RunnerServices
+from ._pressure import CpuPressure
 from ._services import PolicyServices
 from ._settings import DEFAULT_LIMITS, Limits
 from ._watchdog import StallWatchdog
@@ -618,6 +619,7 @@ class Server:
         self._deadlines: asyncio.TimerHandle | None = None
         self.polling = False  # --busy-poll: the loop is kept polling (see keep_polling)
         self._last_read = 0.0
+        self.pressure = CpuPressure()  # --busy-poll polls only while a CPU is free
 
     async def start(self) -> None:
         # Our own accept, one connection per readiness event: the event loop's server
@@ -635,9 +637,10 @@ class Server:
         without sleeping (epoll with a zero timeout) instead of blocking until the next frame
         arrives. A blocked process lets its CPU go idle, and waking it when a frame comes
         costs tens of µs on a VM: at low concurrency that is most of a call's latency. The
-        price is the polling's CPU, which a loaded machine needs elsewhere."""
-        self._last_read = self._loop.time()
-        if not self.polling:
+        price is the polling's CPU, which a loaded machine needs elsewhere: so no polling
+        starts while other tasks are waiting for a CPU (_pressure.py)."""
+        now = self._last_read = self._loop.time()
+        if not self.polling and not self.pressure.contended(now):
             self.polling = True
             self._loop.call_soon(self._poll)
 
