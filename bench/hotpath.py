@@ -54,61 +54,9 @@ SCENARIOS: dict[str, tuple[str, str, Any]] = {
     ),
 }
 
-# a6load's scenarios (shared/tools/a6load.c): the conf of each, then its calls' shape.
-A6LOAD_SCENARIOS: dict[str, tuple[str, str, Any]] = {
-    "say": ("req", "say", {"body": "hello"}),
-    "rewrite": ("req", "request-body-rewrite", {"new_body": '{"rewritten":true,"by":"a6load"}'}),
-    "resp-rewrite": (
-        "resp",
-        "response-rewrite",
-        {"status": 200, "headers": {"X-A": "b"}, "body": "x"},
-    ),
-    "resp-filter-body": (
-        "resp",
-        "response-rewrite",
-        {
-            "status": 200,
-            "headers": {"X-A": "b"},
-            "filters": [{"regex": "hello", "scope": "global", "replace": "HELLO"}],
-        },
-    ),
-}
-A6LOAD_ARGS = [("page", "2"), ("limit", "50"), ("sort", "created_at")]
-A6LOAD_HEADERS = [
-    ("host", "api.example.com"),
-    (
-        "user-agent",
-        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-        "Chrome/120.0.0.0 Safari/537.36",
-    ),
-    (
-        "accept",
-        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
-    ),
-    ("accept-language", "en-US,en;q=0.9"),
-    ("accept-encoding", "gzip, deflate, br"),
-    ("connection", "keep-alive"),
-    (
-        "cookie",
-        "session=3f2a9c1e7b5d4a8f9e0c1b2a3d4e5f60; theme=dark; _ga=GA1.2.123456789.1700000000",
-    ),
-    ("referer", "https://www.example.com/users?page=1"),
-    ("cache-control", "max-age=0"),
-    ("sec-fetch-dest", "document"),
-    ("sec-fetch-mode", "navigate"),
-    ("sec-fetch-site", "same-origin"),
-    ("x-request-id", "7d3b2c1a-9f8e-4d6c-b5a4-3e2f1a0b9c8d"),
-]
-A6LOAD_RESP_HEADERS = [
-    ("content-type", "application/json; charset=utf-8"),
-    ("content-length", "4096"),
-    ("date", "Mon, 01 Jan 2024 00:00:00 GMT"),
-    ("server", "nginx"),
-    ("cache-control", "no-cache"),
-    ("etag", '"5f3c-1a2b3c4d"'),
-    ("vary", "Accept-Encoding"),
-    ("x-request-id", "7d3b2c1a-9f8e-4d6c-b5a4-3e2f1a0b9c8d"),
-]
+# --a6load: a6load's scenarios and calls, as the project's own driver has them
+# (a6runner.bench.scenarios: the same plugin confs, headers and args as a6load.c).
+A6LOAD_NAMES = {"rewrite": "rewrite-headers"}  # this script's name -> the driver's
 A6LOAD_FRAMES = 1000  # built up front whatever the number of calls, and sent in turn
 
 HEADERS = [
@@ -154,7 +102,15 @@ async def _drive(scenario: str, calls: int, metrics: bool = False, a6load: bool 
     from a6runner._services import LocalServices
     from a6runner.testing import decode_reply
 
-    kind, plugin, conf = (A6LOAD_SCENARIOS if a6load else SCENARIOS)[scenario]
+    if a6load:
+        from a6runner.bench import scenarios as bench
+
+        row = bench.SCENARIOS[A6LOAD_NAMES.get(scenario, scenario)]
+        kind = "req" if row.call_type == codec.RPC_HTTP_REQ_CALL else "resp"
+        plugin, conf_json = row.plugin, row.conf
+    else:
+        kind, plugin, conf = SCENARIOS[scenario]
+        conf_json = json.dumps(conf)
     registry = build_registry(bundled=True, entry_points=False)
     plugins = {n: r.plugin for n, r in registry.items()}
     observer = None
@@ -170,7 +126,7 @@ async def _drive(scenario: str, calls: int, metrics: bool = False, a6load: bool 
     conn: Connection = server.connection_factory(server)
     transport = _Transport()
     conn.connection_made(transport)  # type: ignore[arg-type]
-    conn.data_received(codec.build_prepare_conf_req([(plugin, json.dumps(conf))], "k"))
+    conn.data_received(codec.build_prepare_conf_req([(plugin, conf_json)], "k"))
     reply = transport.frames.pop()
     token = decode_reply(reply[0], reply[4:]).conf_token
     answer = codec.build_extra_info_resp(RESP_BODY)
@@ -184,8 +140,8 @@ async def _drive(scenario: str, calls: int, metrics: bool = False, a6load: bool 
 
     frames = []
     if a6load:
-        headers = A6LOAD_HEADERS if kind == "req" else A6LOAD_RESP_HEADERS
-        frames = [build(i, A6LOAD_ARGS, headers) for i in range(A6LOAD_FRAMES)]
+        headers = list(bench.REQ_HEADERS if kind == "req" else bench.RESP_HEADERS)
+        frames = [build(i, list(bench.REQ_ARGS), headers) for i in range(A6LOAD_FRAMES)]
     for i in range(calls):
         frame = frames[i % A6LOAD_FRAMES] if a6load else build(i, [("page", "2")], HEADERS)
         conn.data_received(frame)
