@@ -5,8 +5,6 @@ the calls are answered exactly as without it. Off by default."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -167,34 +165,3 @@ def test_a_busy_polling_runner_answers_as_any(workers: str) -> None:
                 reply = apisix.http_req_call(token, id=call_id)
                 assert (reply.id, reply.action, reply.body) == (call_id, "stop", b"polled")
         assert runner.stop() == 0
-
-
-@pytest.mark.runtime
-@pytest.mark.parametrize(
-    ("value", "says"),
-    [
-        ("-1", "must be between 0 (off) and 10000 microseconds, not '-1'"),
-        ("10001", "must be between 0 (off) and 10000 microseconds, not '10001'"),
-        ("0.5", "not a whole number of microseconds: '0.5'"),
-        ("abc", "not a whole number of microseconds: 'abc'"),
-    ],
-)
-def test_a_bad_busy_poll_is_refused_by_name(tmp_path: Path, value: str, says: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "a6runner",
-            "run",
-            "--listen",
-            f"unix:{tmp_path}/x.sock",
-            *("--busy-poll", value),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 2
-    assert f"argument --busy-poll: {says}" in result.stderr
-    assert "Traceback" not in result.stderr

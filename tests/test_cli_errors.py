@@ -250,3 +250,17 @@ def test_an_unusable_log_file_is_named(tmp_path: Path) -> None:
     assert "--log-file" in err
     err = failed(a6("run", "--log-file", str(tmp_path), env=env), 1)
     assert f"cannot create the log file {tmp_path}: {tmp_path} is a folder" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("-1", "must be between 0 (off) and 10000 microseconds, not '-1'"),
+        ("10001", "must be between 0 (off) and 10000 microseconds, not '10001'"),
+        ("0.5", "not a whole number of microseconds: '0.5'"),
+        ("abc", "not a whole number of microseconds: 'abc'"),
+    ],
+)
+def test_a_bad_busy_poll_is_refused_by_name(tmp_path: Path, value: str, says: str) -> None:
+    err = failed(a6("run", "--listen", f"unix:{tmp_path}/x.sock", "--busy-poll", value), 2)
+    assert f"argument --busy-poll: {says}" in err
