@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from processes import children
 
 from a6runner._kernels import codec
 from a6runner.testing import Client, Reply, RunnerProcess, decode_reply, spawn_runner
@@ -30,14 +31,6 @@ MiB = 1 << 20
 
 
 # -- the runner's processes -----------------------------------------------------------------
-
-
-def children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            found.update(int(p) for p in f.read().split())
-    return found
 
 
 def state(pid: int) -> str | None:

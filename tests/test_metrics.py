@@ -20,6 +20,7 @@ from types import ModuleType
 
 import pytest
 from inprocess import observed_runner
+from processes import worker_pids
 from prometheus_client.parser import text_string_to_metric_families
 
 from a6runner import _observe
@@ -99,15 +100,6 @@ def metrics_address(runner: RunnerProcess) -> str:
 
     until(logged, "the metrics log line")
     return found[0]
-
-
-def worker_pids(runner: RunnerProcess) -> set[int]:
-    pid = runner.process.pid
-    children: set[int] = set()
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            children.update(int(p) for p in f.read().split())
-    return children
 
 
 def frame(frame_type: int, payload: bytes) -> bytes:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import prefetch_plugins as pp
 import pytest
+from processes import children
 
 from a6runner._kernels import codec
 from a6runner.testing import Client, RunnerHandle, run_runner, spawn_runner
@@ -208,7 +209,7 @@ def test_a_prefetch_after_fetching_the_conf_has_the_call_deadline_too() -> None:
         os.kill(issuer, signal.SIGKILL)
         supervisor = runner.process.pid
         deadline = time.monotonic() + 60
-        while issuer in _children(supervisor) or len(_children(supervisor)) < 2:
+        while issuer in children(supervisor) or len(children(supervisor)) < 2:
             assert time.monotonic() < deadline, "the worker was not replaced"
             time.sleep(0.01)
         with runner.client() as apisix:
@@ -220,14 +221,6 @@ def test_a_prefetch_after_fetching_the_conf_has_the_call_deadline_too() -> None:
             with pytest.raises(ConnectionError):
                 apisix.read_frame()  # closed at the call timeout
         assert "no ExtraInfo answer within 1s (call timeout)" in runner.log()
-
-
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            found.update(int(p) for p in f.read().split())
-    return found
 
 
 def _call(token: int, id: int = 1) -> bytes:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import worker_pids
 from support_plugins import Holding
 from worker_connections import connection_on_each_worker
 
@@ -26,15 +27,6 @@ from a6runner.testing import AsyncClient, Client, RunnerProcess, decode_reply, s
 pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
 
 SUPPORT = str(Path(__file__).with_name("support_plugins.py"))
-
-
-def worker_pids(runner: RunnerProcess) -> set[int]:
-    pid = runner.process.pid
-    children: set[int] = set()
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            children.update(int(p) for p in f.read().split())
-    return children
 
 
 def process_state(pid: int) -> str | None:
