@@ -29,6 +29,19 @@ class BodyLength(Plugin):
         req.respond(200, str(len(await req.body())))
 
 
+class KeepsBody(Plugin):
+    """Reads the request body, then keeps the call (and the body) until the file named
+    conf["release"] exists; answers the body's length."""
+
+    name = "keeps-body"
+
+    async def request_filter(self, conf: Any, req: Request) -> None:
+        body = await req.body()
+        while not Path(conf["release"]).exists():
+            await asyncio.sleep(0.01)
+        req.respond(200, str(len(body)))
+
+
 class AskVar(Plugin):
     """Asks APISIX for a var and answers it."""
 
