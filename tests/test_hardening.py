@@ -368,9 +368,9 @@ def test_many_large_frames_at_once_wait_their_turn_and_are_all_answered(workers:
 
 
 # The worst case the README's hardening section states, in MiB, for a serving process
-# with ``connections`` (beyond its baseline and what plugins keep).
+# with ``connections`` whose calls hold no frame (beyond its baseline and the plugins').
 def memory_bound_mib(max_memory_mib: int, connections: int) -> float:
-    return max_memory_mib + 48 + connections * 320 / 1024
+    return max_memory_mib + 48 + connections * (64 + 256 + 5) / 1024
 
 
 @pytest.mark.slow

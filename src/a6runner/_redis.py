@@ -182,10 +182,9 @@ class TargetClient:
         if not self.target.cluster:
             return None
         try:
-            node = self._client.get_node_from_key(key)
-        except RedisClusterException:
+            return str(self._client.get_node_from_key(key).name)
+        except RedisClusterException:  # (SlotNotCoveredError)
             return None
-        return None if node is None else str(node.name)
 
     def _describe(self, server: str | None) -> str:
         described = self.target.describe()

@@ -10,7 +10,7 @@ Whatever the peer does, memory stays bounded and every frame gets an answer or a
 a connection whose replies are not being read is not read either (write back-pressure);
 frames that arrive while a call runs wait, and the connection is not read meanwhile;
 frames arriving, queued or held by calls, and replies the peer has not read, share a
-per-process budget (``Limits.memory``, see FrameMemory): a connection whose frame would
+per-process budget (``Limits.memory``, see MemoryBudget): a connection whose frame would
 exceed it waits, unread, until others finish (the kernel buffers the rest), and beyond
 it the connection with the most unread replies is closed; a call that outlives
 ``Limits.call_timeout`` is ended, and a frame that stops arriving part-way for
@@ -101,17 +101,17 @@ class ConfBackend(Protocol):
     def lookup(self, token: int) -> PreparedConf | Awaitable[PreparedConf | None] | None: ...
 
 
-class FrameMemory:
+class MemoryBudget:
     """The per-process budget for everything held for connections (``Limits.memory``).
 
     Frames: a connection reserves the declared size of the frame it is receiving (known
     from its header) plus what waits in its queue, and holds the frames and ExtraInfo
-    answers handed to a call that outlives ``data_received`` until that call ends. Frames
-    may take half of the budget: a reservation that does not fit makes the connection
-    wait, unread, in arrival order. When every byte held belongs to waiting connections,
-    the oldest goes anyway, so some frame always completes and frees room; a connection
-    that holds frame memory while its peer does not read our replies (APISIX reads every
-    reply before it sends another frame) is closed to make room.
+    answers of READ_SIZE or more handed to a call that outlives ``data_received`` until
+    that call ends. Frames may take half of the budget: a reservation that does not fit
+    makes the connection wait, unread, in arrival order. When every byte held belongs to
+    waiting connections, the oldest goes anyway, so some frame always completes and frees
+    room; a connection that holds frame memory while its peer does not read our replies
+    (APISIX reads every reply before it sends another frame) is closed to make room.
 
     Replies: once a connection's unsent replies pass the transport's high-water mark,
     they are counted until the peer has read them. When frames and replies together pass
@@ -277,7 +277,7 @@ class Connection(asyncio.Protocol):
         self._loop = server._loop
         self._confs = server.confs
         self._services = server.services
-        self._memory = server.frame_memory
+        self._memory = server.memory
         self._splitter = codec.FrameSplitter()
         self._transport: asyncio.Transport | None = None
         # --metrics: what this connection's calls are counted by (None: not counted)
@@ -782,7 +782,7 @@ class Server:
         self.confs = confs
         self.services = services
         self.limits = limits
-        self.frame_memory = FrameMemory(limits.memory)
+        self.memory = MemoryBudget(limits.memory)
         self.clock = clock  # what the sweep times stalled frames by (tests move a fake one)
         # With workers sharing the socket: after each accept, leave the next ones to the
         # others for this long, so a burst of connects is shared out (and a busy worker,
@@ -880,7 +880,7 @@ class Server:
                 conn.check_deadline(now, call_timeout)
             if frame_timeout > 0:
                 conn.check_frame(stall_now, frame_timeout)
-        self.frame_memory.recount()
+        self.memory.recount()
         self._deadlines = self._loop.call_later(DEADLINE_SWEEP, self._check_deadlines)
 
     def call_finished(self) -> None:

@@ -604,8 +604,9 @@ def run_runner(
     ``paths`` and ``entry_points=True`` add plugins as ``a6-runner run --plugins`` and the
     ``a6runner.plugins`` entry points do (a module that fails to load raises
     ``PluginLoadError``). Confs are kept ``conf_expire_time`` x 1.2 seconds, as in
-    production. ``clock`` is the monotonic clock that conf expiry and the limit buckets
-    and counters read: pass a fake one to let a TTL pass without sleeping.
+    production. ``clock`` is the monotonic clock that conf expiry, the limit buckets and
+    counters, the frame timeout and the Redis failure log read: pass a fake one to let a
+    TTL pass without sleeping.
     """
     from ._registry import build_registry
     from ._runner import serve_single
