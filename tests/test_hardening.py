@@ -396,7 +396,7 @@ def test_replies_nobody_reads_are_bounded_in_total_whatever_the_connections(
         good.check()
         runner.assert_alive()
         log = runner.log()
-    assert log.count("connection closed: its peer has not read 11.8 MiB of replies") == closed
+    assert log.count("connection closed: its peer has not read ") == closed  # once each
 
 
 @pytest.mark.runtime

@@ -189,9 +189,9 @@ def test_a_cluster_call_waits_its_timeout_in_all_not_per_node_or_retry(
             for _ in range(2):
                 assert apisix.http_req_call(token).action == "none"  # degraded
                 calls += 1
-        # each call asked one node, which never answered, until its 200 ms were up: it
-        # tried no other node and no retry
-        assert hung.accepted() == calls
+        # each call asked one node (none, if its 200 ms were up before it connected), which
+        # never answered: it tried no other node and no retry
+        assert 0 < hung.accepted() <= calls
         log = runner.log()
     assert "redis-cluster hung" in log and "no answer within its redis_timeout (200 ms)" in log
 
