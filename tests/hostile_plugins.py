@@ -29,17 +29,18 @@ class BodyLength(Plugin):
         req.respond(200, str(len(await req.body())))
 
 
-class KeepsBody(Plugin):
-    """Reads the request body, then keeps the call (and the body) until the file named
-    conf["release"] exists; answers the body's length."""
+class KeepsCall(Plugin):
+    """Keeps the call (its frame, and with conf "body" the request body it reads) until
+    the file named conf["release"] exists; answers the body's length, or the length of
+    the header "x-big"."""
 
-    name = "keeps-body"
+    name = "keeps-call"
 
     async def request_filter(self, conf: Any, req: Request) -> None:
-        body = await req.body()
+        kept = await req.body() if conf["body"] else req.headers.get("x-big", "")
         while not Path(conf["release"]).exists():
             await asyncio.sleep(0.01)
-        req.respond(200, str(len(body)))
+        req.respond(200, str(len(kept)))
 
 
 class AskVar(Plugin):

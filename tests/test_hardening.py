@@ -400,16 +400,25 @@ def test_replies_nobody_reads_are_bounded_in_total_whatever_the_connections(
 
 
 @pytest.mark.runtime
-def test_a_body_stays_in_the_budget_until_its_call_ends(workers: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("held", ["body", "call"])
+def test_a_frame_stays_in_the_budget_until_its_call_ends(
+    workers: int, held: str, tmp_path: Path
+) -> None:
     size, release = 15 * MiB, tmp_path / "release"
     args = ["--plugins", PROBES, "--max-memory", "32"]
     with start(workers, *args) as runner, healthy(runner) as good:
         keeps = Raw(runner.handle.socket_path)
         pid = serving_pid(keeps)
         clock = Clock(good, pid)
-        keeps.send(req_call(1, keeps.prepare("keeps-body", json.dumps({"release": str(release)}))))
-        assert keeps.read_frame()[0] == codec.RPC_EXTRA_INFO
-        keeps.send(body_answer(size))  # the call has its body now, and keeps it
+        conf = json.dumps({"release": str(release), "body": held == "body"})
+        token = keeps.prepare("keeps-call", conf)
+        if held == "body":  # the call asks for the request body: a 15 MiB ExtraInfo answer
+            keeps.send(req_call(1, token))
+            assert keeps.read_frame()[0] == codec.RPC_EXTRA_INFO
+            keeps.send(body_answer(size))
+        else:  # the call itself is 15 MiB
+            big = [("x-big", "h" * size)]
+            keeps.send(codec.build_http_req_call_req(1, token, 0, "/", [], big, b"\x7f\0\0\1"))
         wait_for(lambda: keeps.unread_by_runner() == 0, "the runner reads it")
         waits = connection_to(runner, pid)
         start_body_call(waits)
@@ -418,7 +427,7 @@ def test_a_body_stays_in_the_budget_until_its_call_ends(workers: int, tmp_path: 
         assert waits.unread_by_runner() > 0
         release.touch()
         assert keeps.reply().body == str(size).encode()
-        rest.join()  # the call ended: its body left the budget, the other frame comes in
+        rest.join()  # the call ended: its frame left the budget, the other frame comes in
         assert waits.reply().body == str(size).encode()
         good.check()
         runner.assert_alive()
