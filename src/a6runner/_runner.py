@@ -53,9 +53,9 @@ async def serve_single(
 ) -> None:
     """Serve in this process (``--workers 1``) until ``stop`` is set: conf tokens (in
     ``confs``, a new ConfStore when None) and token buckets live here (``clock`` is what
-    their expiry and the frame timeout read: tests pass a fake). ``observer`` sees the
-    calls (``confs`` then holds its stand-ins for the plugins); with no ``confs``, the
-    observer the settings ask for is made here."""
+    their expiry, the frame timeout and the Redis failure log read: tests pass a fake).
+    ``observer`` sees the calls (``confs`` then holds its stand-ins for the plugins);
+    with no ``confs``, the observer the settings ask for is made here."""
     listener = Listener(settings.socket_path, settings.socket_mode, settings.socket_group)
     try:
         log.info(
