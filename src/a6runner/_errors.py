@@ -53,7 +53,9 @@ class PluginError(A6Error):
     def __init__(self, plugin: str, phase: str, cause: BaseException) -> None:
         super().__init__(f"plugin {plugin!r} {phase} filter raised {type(cause).__name__}")
         self.plugin = plugin
+        """The plugin's name."""
         self.phase = phase
+        """``"request"`` or ``"response"``."""
 
 
 __all__ = [

@@ -34,9 +34,13 @@ class Quota(NamedTuple):
     (A named tuple: made on every call, it must be cheap.)"""
 
     allowed: bool
+    """Whether this call fits (a call that does not fit is not counted)."""
     limit: int
+    """The window's limit, as asked."""
     remaining: int
+    """What is left of the limit after this call (0 when it did not fit)."""
     reset: float
+    """Seconds until the window ends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +50,27 @@ class RedisTarget:
     the repr."""
 
     nodes: tuple[tuple[str, int], ...]
+    """(host, port) of the server, or the cluster's seed nodes."""
     cluster: bool = False
+    """A Redis Cluster (``redis-cluster``) rather than one server (``redis``)."""
     username: str | None = None
+    """ACL user name (``redis_username``)."""
     password: str | None = field(default=None, repr=False)
+    """AUTH password (``redis_password``); never logged."""
     database: int = 0
-    timeout: float = 1.0  # seconds, for each connect, send and read
+    """The database number (SELECT), one server only."""
+    timeout: float = 1.0
+    """Seconds each connect, send and read may take (``redis_timeout`` / 1000)."""
     ssl: bool = False
+    """TLS."""
     ssl_verify: bool = False
-    keepalive_timeout: float = 10.0  # seconds an unused pool keeps its connections
-    keepalive_pool: int = 100  # connections per worker (per node of a cluster)
+    """Check the server's certificate."""
+    keepalive_timeout: float = 10.0
+    """Seconds an unused pool keeps its connections."""
+    keepalive_pool: int = 100
+    """Connections per worker (per node of a cluster)."""
     cluster_name: str | None = None
+    """The cluster's name, for the logs."""
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -80,7 +95,9 @@ class LimitPolicy:
     reads APISIX's ``policy`` and ``redis_*`` fields."""
 
     name: str = "local"
+    """``"local"``, ``"redis"`` or ``"redis-cluster"``."""
     redis: RedisTarget | None = None
+    """Where Redis is; None for ``local`` (the runner keeps the limit)."""
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> LimitPolicy:

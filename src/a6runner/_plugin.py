@@ -56,9 +56,13 @@ class Plugin:
     """
 
     name: ClassVar[str] = ""
+    """What routes call the plugin by: ``{"name": "greet", "value": "..."}``. Required."""
     required_vars: ClassVar[Sequence[str]] = ()
+    """nginx variables the filters read with ``get_var`` (fetched before they run)."""
     required_body: ClassVar[bool] = False
+    """Whether the request filter reads the request body with ``get_body``."""
     required_resp_body: ClassVar[bool] = False
+    """Whether the response filter reads the upstream body with ``get_body``."""
 
     def needs(self, conf: Any) -> Needs:
         """What the filters read through ExtraInfo for calls with ``conf`` (the parsed
@@ -66,6 +70,9 @@ class Plugin:
         return Needs(tuple(self.required_vars), self.required_body, self.required_resp_body)
 
     def parse_conf(self, raw: bytes) -> Any:
+        """Turn a route's conf (the JSON string of its ``value``, as bytes) into what the
+        filters get as ``conf``; called once per PrepareConf, never per call. By default
+        ``json.loads`` (``{}`` for an empty conf; ``ConfError`` for invalid JSON)."""
         if not raw.strip():
             return {}
         try:
@@ -145,9 +152,12 @@ class _CallBase:
     __slots__ = ("_body", "_source", "_vars", "conf_token", "id", "services")
     # set by each subclass's __init__ (inline there: one frame less on every call)
     id: int
+    """The call's id (APISIX numbers the calls of each of its workers)."""
     conf_token: int
+    """The conf token the call was made with (which PrepareConf's conf it runs)."""
     _source: ExtraInfoSource
     services: RunnerServices
+    """Runner-wide limits: ``await services.reserve(...)`` and ``counter(...)``."""
     _vars: dict[str, str | None] | None
     _body: bytes | None
 
@@ -265,6 +275,7 @@ class Request(_CallBase):
 
     @property
     def method(self) -> str:
+        """The HTTP method: ``"GET"``, ``"POST"``, ... (APISIX's 15, up to ``"TRACE"``)."""
         m = self._decoded.method
         return METHODS[m] if m < len(METHODS) else str(m)
 
@@ -380,6 +391,7 @@ class ResponseWriter:
 
     @property
     def headers(self) -> MultiMap:
+        """The response headers (the first entry of a name is set, repeats are added)."""
         h = self._headers
         if h is None:
             h = self._headers = MultiMap((), True)
@@ -387,6 +399,7 @@ class ResponseWriter:
 
     @property
     def body(self) -> bytes | None:
+        """The response body (a str is encoded as UTF-8); None until set."""
         return self._body
 
     @body.setter
@@ -395,6 +408,7 @@ class ResponseWriter:
 
     @property
     def written(self) -> bool:
+        """Whether a status, a header or a body was written: the chain then stops."""
         return bool(
             self._status or self._body or (self._headers is not None and len(self._headers))
         )
@@ -429,6 +443,7 @@ class Response(_CallBase):
 
     @property
     def status(self) -> int:
+        """The upstream status, or the one a filter set (1..65535). Assign to change it."""
         return self._decoded.status if self._status is None else self._status
 
     @status.setter
