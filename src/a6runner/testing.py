@@ -5,7 +5,7 @@ you give it; ``Client`` speaks APISIX's side of the protocol: PrepareConf, then 
 response calls with realistic defaults, answering the runner's ExtraInfo questions from the
 vars and bodies you pass, and returning each reply as a plain ``Reply`` object.
 
-Example (pytest)::
+Example (pytest):
 
     from a6runner import Plugin
     from a6runner.testing import run_runner
