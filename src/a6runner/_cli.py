@@ -17,6 +17,7 @@ from ._settings import (
     DEFAULT_FRAME_MEMORY,
     DEFAULT_STALL_WARNING,
     MAX_BUSY_POLL,
+    UNKNOWN_PLUGINS,
     Limits,
 )
 
@@ -290,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         "started by hand under a process supervisor)",
     )
     add_plugin_options(p_run)
+    p_run.add_argument(
+        "--unknown-plugins",
+        choices=UNKNOWN_PLUGINS,
+        default="skip",
+        help="a route's conf entry naming a plugin that is not registered: skip that entry "
+        "(default, as the other runners do) or refuse every call with that conf (503)",
+    )
     _add_observability_options(p_run)
 
     p_plugins = sub.add_parser(
@@ -355,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reload=args.reload,
                 metrics=args.metrics,
                 otel=args.otel,
+                unknown_plugins=args.unknown_plugins,
             )
         if args.command == "plugins":
             registry = build_registry(
