@@ -253,6 +253,23 @@ def _decode_pydantic(conf_type: Any, raw: bytes) -> Any:
         raise _pydantic_error(conf_type, errors[0], raw) from None
 
 
+def _kind_at(raw: bytes, loc: Sequence[str | int]) -> str | None:
+    """ConfError's word for the kind of the value at pydantic's ``loc`` in the document
+    (pydantic was told not to keep the input: we look, and name only its kind)."""
+    try:
+        value: Any = parse_json(raw)
+    except ConfError:
+        return None
+    for part in loc:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+        elif not isinstance(part, str) or part == "[key]":
+            return None  # (a union member's tag is skipped: the value stays the same)
+    return ConfError("", "", got=value).got
+
+
 def _pydantic_error(conf_type: Any, error: Mapping[str, Any], raw: bytes) -> ConfError:
     kind: str = error["type"]
     ctx: Mapping[str, Any] = error.get("ctx") or {}
@@ -295,7 +312,7 @@ def _pydantic_error(conf_type: Any, error: Mapping[str, Any], raw: bytes) -> Con
         expected = _PYDANTIC_KINDS[base]
         if not path and expected == "an object":
             expected = "a JSON object"
-        return _error(path, f"must be {expected}")
+        return _error(path, f"must be {expected}", _kind_at(raw, loc))
     return _error(path, "is not valid")
 
 

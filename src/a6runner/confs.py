@@ -732,14 +732,14 @@ def conf_schema(conf_type: Any, title: str | None = None) -> dict[str, Any]:
 
         schema = _conf_adapters.schema(library, conf_type)
     else:
-        defs: dict[str, Any] = {}
+        defs = _Defs(conf_type)
         schema = _schema(conf_type, defs, root=True)
-        if defs:
-            schema["$defs"] = defs
+        if defs.schemas:
+            schema["$defs"] = defs.schemas
     out = {"$schema": JSON_SCHEMA_DIALECT}
+    out.update((k, v) for k, v in schema.items() if k != "$schema")
     if title is not None:
         out["title"] = title
-    out.update((k, v) for k, v in schema.items() if k != "$schema")
     return out
 
 
@@ -771,7 +771,30 @@ def _json_default(value: Any) -> Any:
     return _NOTHING
 
 
-def _schema(tp: Any, defs: dict[str, Any], root: bool = False) -> dict[str, Any]:
+class _Defs:
+    """The dataclasses a schema refers to (``$defs``), by name: ``__name__``, or the
+    qualified name when two share one; the root is ``#``."""
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+        self.schemas: dict[str, Any] = {}
+        self.names: dict[Any, str] = {}
+
+    def ref(self, cls: type) -> dict[str, Any]:
+        if cls is self.root:
+            return {"$ref": "#"}
+        name = self.names.get(cls)
+        if name is None:
+            name = cls.__name__
+            if name in self.schemas:
+                name = cls.__qualname__.replace(".", "_").replace("<locals>", "locals")
+            self.names[cls] = name
+            self.schemas[name] = {}  # a placeholder: a dataclass may contain itself
+            self.schemas[name] = _dataclass_schema(cls, self)
+        return {"$ref": f"#/$defs/{name}"}
+
+
+def _schema(tp: Any, defs: _Defs, root: bool = False) -> dict[str, Any]:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Annotated:
@@ -823,17 +846,11 @@ def _schema(tp: Any, defs: dict[str, Any], root: bool = False) -> dict[str, Any]
     if tp is re.Pattern or origin is re.Pattern:
         return {"type": "string", "format": "regex"}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if root:
-            return _dataclass_schema(tp, defs)
-        name = tp.__qualname__.replace(".", "_")
-        if name not in defs:
-            defs[name] = {}  # a placeholder: a dataclass may contain itself
-            defs[name] = _dataclass_schema(tp, defs)
-        return {"$ref": f"#/$defs/{name}"}
+        return _dataclass_schema(tp, defs) if root else defs.ref(tp)
     raise TypeError(f"conf types cannot hold {tp!r} (see a6runner.confs for what they can)")
 
 
-def _dataclass_schema(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
+def _dataclass_schema(cls: type, defs: _Defs) -> dict[str, Any]:
     hints = _field_types(cls)
     properties: dict[str, Any] = {}
     required = []
