@@ -83,11 +83,14 @@ COMMON = [
     ({"count": 1, "headers": {"X-A": 1}}, "headers[…]: must be a string"),
     ({"count": 1, "rules": [{}]}, "rules[0].regex: is required"),
     ({"count": 1, "rules": [{"regex": "a", "scope": "x"}]}, 'rules[0].scope: must be one of "'),
-    ({"count": 1, "first": {"regex": "a", "flags": 1}}, "first: unknown keys (expected regex, scope)"),
+    (
+        {"count": 1, "first": {"regex": "a", "flags": 1}},
+        "first: unknown keys (expected regex, scope)",
+    ),
     ({"count": 1, "cuont": 1}, "unknown keys (expected count, mode, on, name, note, tags"),
     ([1], "must be a JSON object"),
     (b'{"count": ', "is not valid JSON: Expecting value at line 1 column 11"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("conf_type", [MsgConf, PydConf], ids=["msgspec", "pydantic"])

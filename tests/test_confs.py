@@ -163,24 +163,47 @@ def test_defaults_fill_what_is_absent_and_an_empty_conf_is_an_empty_object() -> 
         ({"count": 1, "headers": {"X-A": 1}}, "headers[…]: must be a string (got a number)"),
         ({"count": 1, "headers": []}, "headers: must be an object (got an array)"),
         ({"count": 1, "limits": {"AB": 1}}, "limits[…]: name must match [a-z]+"),
-        ({"count": 1, "whitelist": ["10.0.0.0/8", "x", "y"]}, "whitelist[1]: not an IP address or CIDR"),
+        (
+            {"count": 1, "whitelist": ["10.0.0.0/8", "x", "y"]},
+            "whitelist[1]: not an IP address or CIDR",
+        ),
         ({"count": 1, "whitelist": ["10.0.0.0/33"]}, "whitelist[0]: not an IP address or CIDR"),
         ({"count": 1, "whitelist": [10]}, "whitelist[0]: must be a string (got a number)"),
         ({"count": 1, "peer": "10.0.0.0/8"}, "peer: not an IP address"),
-        ({"count": 1, "rules": [{"regex": "("}]}, "rules[0].regex: is not a valid regular expression (at position 0)"),
+        (
+            {"count": 1, "rules": [{"regex": "("}]},
+            "rules[0].regex: is not a valid regular expression (at position 0)",
+        ),
         ({"count": 1, "rules": [{}]}, "rules[0].regex: is required"),
-        ({"count": 1, "rules": [{"regex": "a", "scope": "all"}]}, 'rules[0].scope: must be one of "once", "global"'),
-        ({"count": 1, "first": 5}, "first: must be an object with regex and/or scope or null (got a number)"),
+        (
+            {"count": 1, "rules": [{"regex": "a", "scope": "all"}]},
+            'rules[0].scope: must be one of "once", "global"',
+        ),
+        (
+            {"count": 1, "first": 5},
+            "first: must be an object with regex and/or scope or null (got a number)",
+        ),
         ({"count": 1, "either": []}, "either: must be an integer or a string (got an array)"),
         ({"count": 1, "rate": float("nan")}, "rate: must be a finite number"),
-        ({"count": 1, "cuont": 1}, "unknown keys (expected count, mode, color, level, rate, on, name, body, note, tags, ports, ids, pair, headers, limits, whitelist, peer, rules, first, either, extra)"),
-        ({"count": 1, "first": {"regex": "a", "flags": "i"}}, "first: unknown keys (expected regex, scope)"),
+        (
+            {"count": 1, "cuont": 1},
+            "unknown keys (expected count, mode, color, level, rate, on, name, body, note, "
+            "tags, ports, ids, pair, headers, limits, whitelist, peer, rules, first, either, "
+            "extra)",
+        ),
+        (
+            {"count": 1, "first": {"regex": "a", "flags": "i"}},
+            "first: unknown keys (expected regex, scope)",
+        ),
         ([1], "must be a JSON object (got an array)"),
         (b'{"count": ', "is not valid JSON: Expecting value at line 1 column 11"),
         (b"\xff", "is not valid JSON"),
-        (b'{"count": 1, "body": "\\ud800"}', "body: must be valid Unicode text (it has a lone surrogate escape)"),
+        (
+            b'{"count": 1, "body": "\\ud800"}',
+            "body: must be valid Unicode text (it has a lone surrogate escape)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_refusals_name_the_field_and_the_problem(document: object, message: str) -> None:
     assert problem(document) == message
 
