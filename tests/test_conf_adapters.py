@@ -76,7 +76,7 @@ COMMON = [
     ({"count": 1, "on": "yes"}, "on: must be true or false"),
     ({"count": 1, "on": 1}, "on: must be true or false"),
     ({"count": 1, "mode": "c"}, 'mode: must be one of "a", "b"'),
-    ({"count": 1, "name": ""}, "name: must not be empty"),
+    ({"count": 1, "name": ""}, "name: must be a non-empty string"),
     ({"count": 1, "name": "abcdefghi"}, "name: must have at most 8 characters"),
     ({"count": 1, "name": "ABC"}, "name: must match ^[a-z]+$"),
     ({"count": 1, "tags": ["a"]}, "tags[0]: must have at least 2 characters"),

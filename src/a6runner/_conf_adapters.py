@@ -119,7 +119,8 @@ def _msgspec_error(conf_type: Any, exc: Exception) -> ConfError:
         unit = {"str": "characters", "bytes": "bytes", "object": "entries"}.get(m[1], "items")
         if m[2] == ">=":
             if m[3] == "1":
-                return _error(path, "must not be empty")
+                noun = {"characters": "string", "bytes": "string", "entries": "object"}
+                return _error(path, f"must be a non-empty {noun.get(unit, 'list')}")
             return _error(path, f"must have at least {m[3]} {unit}")
         return _error(path, f"must have at most {m[3]} {unit}")
     if m := _FIXED_LENGTH.match(text):
@@ -261,9 +262,9 @@ def _kind_at(raw: bytes, loc: Sequence[str | int]) -> str | None:
     except ConfError:
         return None
     for part in loc:
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+        if (isinstance(value, dict) and part in value) or (
+            isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value)
+        ):
             value = value[part]
         elif not isinstance(part, str) or part == "[key]":
             return None  # (a union member's tag is skipped: the value stays the same)
@@ -298,7 +299,8 @@ def _pydantic_error(conf_type: Any, error: Mapping[str, Any], raw: bytes) -> Con
         if kind.endswith("short"):
             least = ctx.get("min_length")
             if least == 1:
-                return _error(path, "must not be empty")
+                noun = "string" if kind.startswith("string") else "list"
+                return _error(path, f"must be a non-empty {noun}")
             return _error(path, f"must have at least {least} {unit}")
         return _error(path, f"must have at most {ctx.get('max_length')} {unit}")
     if kind == "string_pattern_mismatch":

@@ -132,7 +132,12 @@ class Length:
         )
         if self.min is not None and n < self.min:
             if self.min == 1:
-                raise _Invalid("must not be empty")
+                noun = (
+                    {"characters": "string", "bytes": "string", "entries": "object"}[unit]
+                    if unit != "items"
+                    else "list"
+                )
+                raise _Invalid(f"must be a non-empty {noun}")
             raise _Invalid(f"must have at least {self.min} {unit}, got fewer")
         if self.max is not None and n > self.max:
             raise _Invalid(f"must have at most {self.max} {unit}, got more")
@@ -330,7 +335,12 @@ def expects(tp: Any) -> str:
     """What a value of ``tp`` must be, for messages: "a string", "one of "a", "b""..."""
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
-        return expects(typing.get_args(tp)[0])
+        inner, *markers = typing.get_args(tp)
+        what = expects(inner)
+        if any(isinstance(m, Length) and (m.min or 0) >= 1 for m in markers):
+            what = "a non-empty " + what.split(" ", 1)[1] if what.startswith("a") else what
+        bounds = [m.bounds() for m in markers if isinstance(m, Range)]
+        return " ".join([what, *bounds])  # "an integer in 1..10"
     if tp is type(None) or tp is None:
         return "null"
     if tp is bool:
@@ -484,9 +494,15 @@ def _annotated(inner: Any, markers: tuple[Any, ...]) -> Converter:
     )
     if not checks:
         return convert
+    message = f"must be {expects(typing.Annotated[(inner, *markers)])}"
 
     def checked(value: Any) -> Any:
-        result = convert(value)
+        try:
+            result = convert(value)
+        except _Invalid as exc:
+            if exc.expected and not exc.path:
+                exc.problem = message  # "a non-empty list", say
+            raise
         # a bytes field's text is checked, as JSON Schema does (characters, not bytes)
         for check in checks:
             check(value if isinstance(value, str) and isinstance(result, bytes) else result)
