@@ -49,6 +49,7 @@ class IPRestrictionConf:
 class IPRestriction(Plugin):
     name = "ip-restriction"
     conf_type = IPRestrictionConf
+    conf_schema = {"oneOf": [{"required": ["whitelist"]}, {"required": ["blacklist"]}]}
     guard = True
 
     def request_filter(self, conf: IPRestrictionConf, req: Request) -> None:

@@ -24,7 +24,7 @@ from a6runner.confs import Length, Matches, ignore_unknown_fields
 
 Name = Annotated[str, Length(min=1)]
 # what uri and host must be: the first check is on both, the second on uri alone
-TRIMMED = Matches(r"(?s)\S(?:.*\S)?", "a non-empty string without surrounding spaces")
+TRIMMED = Matches(r"\S(?:[\s\S]*\S)?", "a non-empty string without surrounding spaces")
 PATH = Matches(r"/[^?]*", "a path starting with / and without a query")
 
 

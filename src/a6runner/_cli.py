@@ -29,6 +29,9 @@ COMMANDS = {
     "run": "serve APISIX on APISIX_LISTEN_ADDRESS (what APISIX's ext-plugin.cmd starts)",
     "plugins": "list the registered plugins and where each came from",
     "call": "send one call to a runner and print the answer (curl for the runner)",
+    "schema": "print the JSON Schema of each plugin's conf",
+    "check-route": "check the ext-plugin confs of APISIX routes before they are deployed",
+    "new": "start a plugin package: a plugin with a typed conf, its tests, pyproject.toml",
     "bench": "APISIX-like end-to-end load driver",
 }
 EXIT_STATUS = """\
@@ -310,14 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_plugin_options(p_plugins)
 
     # listed here for --help; main() hands them their arguments before parsing
-    sub.add_parser("call", help=COMMANDS["call"], add_help=False)
+    for command in ("call", "schema", "check-route", "new"):
+        sub.add_parser(command, help=COMMANDS[command], add_help=False)
     sub.add_parser("bench", help=COMMANDS["bench"], add_help=False)
     return parser
 
 
 def _no_command(parser: argparse.ArgumentParser) -> int:
     parser.print_usage(sys.stderr)
-    commands = "\n".join(f"  {name:<9} {text}" for name, text in COMMANDS.items())
+    commands = "\n".join(f"  {name:<11} {text}" for name, text in COMMANDS.items())
     print(
         f"a6-runner: error: no command given; the commands are:\n{commands}\n"
         "Run 'a6-runner COMMAND --help' for a command's options, 'a6-runner --help' for more.",
@@ -328,7 +332,20 @@ def _no_command(parser: argparse.ArgumentParser) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # `call` and `bench` have their own parsers and imports: `a6-runner run` never loads them
+    # `call`, `bench` and the conf tools have their own parsers and imports: `a6-runner run`
+    # never loads them
+    if argv[:1] == ["schema"]:
+        from ._conf_tools import schema_main
+
+        return schema_main(argv[1:])
+    if argv[:1] == ["check-route"]:
+        from ._conf_tools import check_route_main
+
+        return check_route_main(argv[1:])
+    if argv[:1] == ["new"]:
+        from ._scaffold import main as new_main
+
+        return new_main(argv[1:])
     if argv[:1] == ["call"]:
         from ._call import main as call_main
 

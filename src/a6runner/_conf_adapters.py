@@ -262,10 +262,10 @@ def _kind_at(raw: bytes, loc: Sequence[str | int]) -> str | None:
     except ConfError:
         return None
     for part in loc:
-        if (isinstance(value, dict) and part in value) or (
-            isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value)
-        ):
+        if isinstance(value, dict) and part in value:
             value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[int(part)]
         elif not isinstance(part, str) or part == "[key]":
             return None  # (a union member's tag is skipped: the value stays the same)
     return ConfError("", "", got=value).got

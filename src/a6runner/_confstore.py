@@ -72,7 +72,7 @@ def _chain(entries: Sequence[Entry], phase: int) -> tuple[Filters, Prefetch]:
 Entry = tuple[Plugin, Any, Needs]  # a plugin, its parsed conf, what its filters read
 
 
-def _needs(plugin: Plugin, conf: Any) -> Needs:
+def needs_of(plugin: Plugin, conf: Any) -> Needs:
     needs = plugin.needs(conf)
     if not isinstance(needs, Needs):
         needs = Needs(*needs)
@@ -171,7 +171,7 @@ def parse_chain(
             continue
         try:
             parsed_conf = plugin.parse_conf(raw)
-            parsed.append((plugin, parsed_conf, _needs(plugin, parsed_conf)))
+            parsed.append((plugin, parsed_conf, needs_of(plugin, parsed_conf)))
         except BaseException as exc:  # a plugin's parse_conf may raise anything: skip it
             refusal = Refusal(name, plugin.guard_status) if plugin.guard else None
             _log_rejected(name, exc, refusal)

@@ -753,9 +753,9 @@ def conf_schema(conf_type: Any, title: str | None = None) -> dict[str, Any]:
         if defs.schemas:
             schema["$defs"] = defs.schemas
     out = {"$schema": JSON_SCHEMA_DIALECT}
-    out.update((k, v) for k, v in schema.items() if k != "$schema")
     if title is not None:
         out["title"] = title
+    out.update((k, v) for k, v in schema.items() if k not in out)
     return out
 
 
