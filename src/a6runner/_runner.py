@@ -260,6 +260,10 @@ def run(
     refused with 503), as ``--unknown-plugins``.
     Returns the exit status (0 after a clean shutdown), like ``a6-runner run``.
     """
+    if unknown_plugins not in UNKNOWN_PLUGINS:
+        raise ConfigError(
+            f"unknown_plugins must be one of {', '.join(UNKNOWN_PLUGINS)}, got {unknown_plugins!r}"
+        )
     hold_signals()
     setup_logging(log_level, log_file, log_format)
     settings = Settings.from_env(os.environ, listen, conf_expire_time)
@@ -270,10 +274,6 @@ def run(
     settings.parent_watch = parent_watch
     settings.metrics = metrics
     settings.otel = otel
-    if unknown_plugins not in UNKNOWN_PLUGINS:
-        raise ConfigError(
-            f"unknown_plugins must be one of {', '.join(UNKNOWN_PLUGINS)}, got {unknown_plugins!r}"
-        )
     settings.unknown_plugins = unknown_plugins
     if socket_group is not None:
         settings.socket_group = (
