@@ -230,7 +230,7 @@ def test_a_guard_status_that_is_not_an_http_status_is_a_load_error(start_runner:
         name = "odd"
         guard_status = 42
 
-    with pytest.raises(PluginLoadError, match="guard_status must be an HTTP status in 100..599"):
+    with pytest.raises(PluginLoadError, match=r"guard_status must be an HTTP status in 100\.\.599"):
         start_runner(Odd)
 
 
