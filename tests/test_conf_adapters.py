@@ -3,6 +3,7 @@ path and a kind of problem, never a value: both libraries quote values in their 
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Annotated, Any, Literal
 
@@ -197,3 +198,102 @@ def test_no_value_reaches_a_message(conf_type: type, document: object) -> None:
 )
 def test_no_value_reaches_a_pydantic_message_through_unions(document: object) -> None:
     assert SECRET not in problem(PydConf, document)
+
+
+# -- the rarer shapes of their errors ---------------------------------------------------------
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class MsgChecked(msgspec.Struct):
+    low: int = 0
+    high: int = 10
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ConfError("low", "must not be above high")
+
+
+class MsgRare(msgspec.Struct, forbid_unknown_fields=True):
+    color: Color = Color.RED
+    modes: dict[str, Literal["a", "b"]] = {}
+    pair: tuple[int, Literal["x", "y"]] = (0, "x")
+    meta: Annotated[Literal["p", "q"], msgspec.Meta(title="m")] = "p"
+    maybe: MsgInner | None = None
+    checked: MsgChecked | None = None
+    window: Annotated[int, msgspec.Meta(multiple_of=5)] = 5
+
+
+@pytest.mark.parametrize(
+    "document, message",
+    [
+        (b'{"color": NaN}', "is not valid JSON"),
+        ({"color": "green"}, 'color: must be one of "red", "blue"'),
+        ({"modes": {"k": "c"}}, 'modes[…]: must be one of "a", "b"'),
+        ({"pair": [1, "z"]}, 'pair[1]: must be one of "x", "y"'),
+        ({"meta": "r"}, 'meta: must be one of "p", "q"'),
+        ({"maybe": {"regex": "a", "scope": "z"}}, 'maybe.scope: must be one of "global", "once"'),
+        ({"maybe": {"regex": "a", "zz": 1}}, "maybe: unknown keys (expected regex, scope)"),
+        ({"checked": {"low": 5, "high": 1}}, "checked.low: must not be above high"),
+        ({"window": 7}, "window: is not valid"),
+    ],
+)
+def test_msgspec_rarer_refusals(document: object, message: str) -> None:
+    assert problem(MsgRare, document) == message
+
+
+def pyd_check(value: str) -> str:
+    if value == "nope":
+        raise ValueError(f"{SECRET} is not welcome")
+    return value
+
+
+class PydRare(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    ratio: Annotated[float, pydantic.Field(allow_inf_nan=False)] = 1.0
+    names: dict[Annotated[str, pydantic.Field(min_length=2)], int] = {}
+    pair: tuple[int, str] = (0, "")
+    nested: Annotated[PydInner | None, pydantic.Field(description="d")] = None
+    many: list[int] = []
+    either: int | PydInner = 0
+    checked: Annotated[str, pydantic.AfterValidator(pyd_check)] = ""
+    mapping: dict = {}  # type: ignore[type-arg]
+
+
+@pytest.mark.parametrize(
+    "document, message",
+    [
+        (b'{"ratio": NaN}', "ratio: must be a finite number"),
+        ({"names": {"a": 1}}, "names[…]: must have at least 2 characters"),
+        ({"pair": [1, 2]}, "pair[1]: must be a string"),
+        ({"nested": {"regex": 5}}, "nested.regex: must be a string"),
+        ({"many": [1, "x"]}, "many[1]: must be an integer (got a string)"),
+        ({"either": {"regex": 1}}, "either.regex: must be a string"),
+        ({"checked": "nope"}, "checked: is not valid"),
+        ({"mapping": {SECRET: [1]}}, None),
+    ],
+)
+def test_pydantic_rarer_refusals(document: object, message: str | None) -> None:
+    raw = document if isinstance(document, bytes) else json.dumps(document).encode()
+    if message is None:
+        assert decode_conf(PydRare, raw).mapping == {SECRET: [1]}
+        return
+    said = problem(PydRare, document)
+    assert said.startswith(message) and SECRET not in said
+
+
+def test_the_pydantic_path_never_shows_what_it_does_not_know() -> None:
+    from a6runner._conf_adapters import _kind_at, _pydantic_fields, _pydantic_path
+
+    assert _pydantic_path(PydRare, ("nested", "regex")) == ["nested", "regex"]
+    assert _pydantic_path(PydRare, (SECRET, "x")) == ["[…]", "[…]"]
+    assert _pydantic_path(PydRare, ("ratio", SECRET)) == ["ratio", "[…]"]
+    assert _pydantic_path(PydRare, ("pair", 5)) == ["pair", 5]
+    assert _pydantic_path(PydRare, ("either", "int")) == ["either"]
+    assert _pydantic_fields(PydRare, ("pair",)) == []
+    assert _kind_at(b"{not json", ("a",)) is None
+    assert _kind_at(b'{"a": [1]}', ("a", 5)) is None
+    assert _kind_at(b'{"a": {"b": "c"}}', ("a", "tag", "b")) == "a string"

@@ -326,3 +326,23 @@ def test_a_plugin_whose_parse_conf_raises_something_else_is_named_by_type(
         "plugins.ext-plugin-pre-req.conf[0] (leaky): its plugin raised ValueError (message not "
         "shown: it may quote the conf)\n"
     )
+
+
+def test_plugins_that_do_not_load_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "schema", "--plugins", "/no/such/plugin.py")
+    assert (status, out) == (2, "") and "'/no/such/plugin.py' does not exist" in err
+    route = write(tmp_path, ROUTE)
+    status, out, err = run(capsys, "check-route", "--plugins", "/no/such/plugin.py", route)
+    assert (status, out) == (2, "") and "'/no/such/plugin.py' does not exist" in err
+
+
+def test_yaml_without_pyyaml_says_what_to_install(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
+    status, out, err = run(capsys, "check-route", write(tmp_path, STANDALONE, as_yaml=True))
+    assert (status, out) == (2, "")
+    assert "is not JSON, and reading YAML needs PyYAML: pip install 'a6runner[yaml]'" in err
+    assert run(capsys, "check-route", write(tmp_path, ROUTE))[0] == 1  # JSON needs nothing

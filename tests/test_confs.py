@@ -371,3 +371,175 @@ def test_schema_takes_descriptions_from_the_docstring_and_field_metadata() -> No
     assert schema["properties"]["a"]["description"] == "the a"
     assert "description" not in conf_schema(Conf)  # the dataclass's generated docstring
     assert conf_schema(Window)["description"] == "A time window."
+
+
+# -- the less common kinds, and their schemas ------------------------------------------------
+
+
+@dataclass
+class Unusual:
+    anything: list = field(default_factory=list)  # type: ignore[type-arg]
+    seq: Sequence[int] = ()
+    bag: set = field(default_factory=set)  # type: ignore[type-arg]
+    frozen: frozenset = frozenset()  # type: ignore[type-arg]
+    loose: tuple = ()  # type: ignore[type-arg]
+    table: dict = field(default_factory=dict)  # type: ignore[type-arg]
+    nothing: None = None
+    ratio: float = 0.5
+    v4: ipaddress.IPv4Address | None = None
+    v6net: ipaddress.IPv6Network | None = None
+    iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None
+    some: Annotated[list[int], Length(min=2, max=3)] = field(default_factory=lambda: [1, 2])
+    raw: Annotated[bytes, Length(max=3)] = b""
+    choice: int | Window = 0
+    odd: Annotated[int, {"not": "ours"}] = 0  # markers of other libraries are ignored
+
+
+def test_the_less_common_kinds() -> None:
+    conf = decode(
+        {
+            "anything": [1, "a"],
+            "seq": [1],
+            "bag": [1, 1],
+            "frozen": ["a"],
+            "loose": [1, None],
+            "table": {"a": [1]},
+            "nothing": None,
+            "ratio": 2.5,
+            "v4": "10.1.2.3",
+            "v6net": "2001:db8::1/32",
+            "iface": "10.0.0.1/24",
+            "some": [1, 2, 3],
+            "raw": "abc",
+            "choice": {"low": 1},
+            "odd": 7,
+        },
+        Unusual,
+    )
+    assert conf.anything == [1, "a"] and conf.bag == {1} and conf.loose == (1, None)
+    assert conf.ratio == 2.5 and conf.v4 == ipaddress.IPv4Address("10.1.2.3")
+    assert conf.v6net == ipaddress.IPv6Network("2001:db8::/32")
+    assert conf.iface == ipaddress.IPv4Interface("10.0.0.1/24")
+    assert conf.choice == Window(1, 10) and conf.odd == 7 and conf.raw == b"abc"
+
+
+@pytest.mark.parametrize(
+    "document, message",
+    [
+        ({"nothing": 1}, "nothing: must be null (got a number)"),
+        ({"some": [1]}, "some: must have at least 2 items, got fewer"),
+        ({"some": "x"}, "some: must be a list (got a string)"),
+        ({"raw": "abcd"}, "raw: must have at most 3 characters, got more"),
+        ({"v4": "::1"}, "v4: not an IPv4 address"),
+        ({"v4": 4}, "v4: must be a string or null (got a number)"),
+        ({"iface": "x"}, "iface: not an IP interface (address/prefix)"),
+        ({"choice": {"low": 5, "high": 1}}, "choice.low: must not be above high"),
+        ({"choice": {"low": "x"}}, "choice.low: must be an integer (got a string)"),
+        ({"choice": "x"}, "choice: must be an integer or an object with low and/or high"),
+        ({"table": []}, "table: must be an object (got an array)"),
+    ],
+)
+def test_the_less_common_refusals(document: object, message: str) -> None:
+    assert problem(document, Unusual).startswith(message)
+
+
+@dataclass
+class Picky:
+    a: Any = None
+
+    def __post_init__(self) -> None:
+        raise ConfError("a", "must be picked", got=self.a)
+
+
+@dataclass
+class Holder:
+    inner: Picky
+
+
+def test_a_post_init_conf_error_keeps_the_kind_it_names() -> None:
+    assert problem({"inner": {"a": [1]}}, Holder) == "inner.a: must be picked (got an array)"
+
+
+def test_a_regex_field_takes_only_a_string() -> None:
+    assert problem({"regex": 5}, Rule) == "regex: must be a string (got a number)"
+    assert problem({"regex": "a{99999999999}"}, Rule).startswith(
+        "regex: is not a valid regular expression"
+    )
+
+
+def test_an_annotation_that_does_not_resolve_is_a_type_error() -> None:
+    @dataclass
+    class Dangling:
+        a: NoSuchType  # type: ignore[name-defined]  # noqa: F821
+
+    with pytest.raises(TypeError, match="cannot resolve an annotation"):
+        decode({}, Dangling)
+    with pytest.raises(TypeError, match="conf types cannot hold"):
+        conf_schema(complex)
+
+
+def test_the_less_common_schemas() -> None:
+    props = conf_schema(Unusual)["properties"]
+    assert props["anything"] == {"type": "array", "default": []}
+    assert props["table"] == {"type": "object", "default": {}}
+    assert props["loose"] == {"type": "array", "default": []}
+    assert props["nothing"] == {"type": "null", "default": None}
+    assert props["v4"]["anyOf"][0] == {
+        "type": "string",
+        "format": "ipv4",
+        "description": "an IP address",
+    }
+    assert props["iface"]["anyOf"][0]["description"] == "an IP address with a prefix length"
+    assert props["some"] == {
+        "type": "array",
+        "items": {"type": "integer"},
+        "minItems": 2,
+        "maxItems": 3,
+        "default": [1, 2],
+    }
+    assert props["odd"] == {"type": "integer", "default": 0}
+
+    @dataclass
+    class Defaults:
+        flag: bool = True
+        bad_text: bytes = b"\xff"
+        nan: float = float("nan")
+        pattern: re.Pattern[str] = re.compile("a+")
+        net: ipaddress.IPv4Network = ipaddress.IPv4Network("10.0.0.0/8")
+        mixed: tuple[Any, ...] = (1, object())
+        keyed: dict[Any, Any] = field(default_factory=lambda: {1: "a"})
+        valued: dict[str, Any] = field(default_factory=lambda: {"a": object()})
+        color: Color = Color.BLUE
+        lengths: Annotated[dict[str, int], Length(min=1)] = field(default_factory=lambda: {"a": 1})
+        unmatched: Annotated[int, Matches("x")] = 0
+
+    props = conf_schema(Defaults)["properties"]
+    assert props["flag"] == {"type": "boolean", "default": True}
+    assert "default" not in props["bad_text"] and "default" not in props["nan"]
+    assert props["pattern"]["default"] == "a+" and props["net"]["default"] == "10.0.0.0/8"
+    assert "default" not in props["mixed"] and "default" not in props["keyed"]
+    assert "default" not in props["valued"] and props["color"]["default"] == "blue"
+    assert props["lengths"]["minProperties"] == 1 and "pattern" not in props["unmatched"]
+
+
+def _part(kind: type) -> type:
+    @dataclass
+    class Part:
+        value: Any = None
+
+    Part.__annotations__["value"] = kind  # (a real type: nothing to resolve)
+    return Part
+
+
+TextPart, NumberPart = _part(str), _part(int)
+
+
+@dataclass
+class Both:
+    text: TextPart  # type: ignore[valid-type]
+    number: NumberPart  # type: ignore[valid-type]
+
+
+def test_two_dataclasses_of_one_name_get_two_definitions() -> None:
+    defs = conf_schema(Both)["$defs"]
+    assert len(defs) == 2 and "Part" in defs

@@ -56,6 +56,11 @@ class Teapot(Auth):
     guard_status = 418
 
 
+class Unnamed(Auth):
+    name = "unnamed-status"
+    guard_status = 599  # no reason phrase: the body says "Refused"
+
+
 class NeedsFails(Plugin):
     name = "needs-fails"
     guard = True
@@ -80,7 +85,7 @@ class Greeter(Plugin):
         Auth.calls.append("greeter")
 
 
-PLUGINS = [Auth, Teapot, NeedsFails, Greeter]
+PLUGINS = [Auth, Teapot, Unnamed, NeedsFails, Greeter]
 UPSTREAM_HEADERS = [("content-type", "application/json"), ("set-cookie", f"sid={SECRET}")]
 
 
@@ -125,6 +130,9 @@ def test_a_guard_with_a_bad_conf_refuses_every_call(
         assert_refused(apisix, missing)
         assert_refused(apisix, apisix.prepare_conf([("teapot-guard", {"issuer": 5})]), 418)
         assert_refused(apisix, apisix.prepare_conf([("needs-fails", {})]))
+        token = apisix.prepare_conf([("unnamed-status", {})])
+        assert_refused(apisix, token, 599)
+        assert apisix.http_resp_call(token).body == b"599 Refused\n"
     lines = [r.getMessage() for r in runner_logs.records if r.name == "a6runner.conf"]
     refused = [line for line in lines if "rejected" in line]
     assert refused == [
@@ -139,6 +147,8 @@ def test_a_guard_with_a_bad_conf_refuses_every_call(
         "conf entry 'needs-fails' rejected: 'needs-fails' is a guard, so every call with this "
         "conf is refused with 503 until the route's conf is fixed: its plugin raised "
         "RuntimeError (message not logged: it may quote the conf; --log-level debug shows it)",
+        "conf entry 'unnamed-status' rejected: 'unnamed-status' is a guard, so every call with "
+        "this conf is refused with 599 until the route's conf is fixed: issuer: is required",
     ]  # once each, at PrepareConf: the calls log nothing more
     assert all(r.levelno == logging.ERROR for r in runner_logs.records if "rejected" in r.msg)
     assert SECRET not in runner_logs.text

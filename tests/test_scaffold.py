@@ -166,3 +166,11 @@ def test_scaffold_install_test_list_and_call_in_a_fresh_venv(tmp_path: Path) -> 
         answered = run(bin_dir / "a6-runner", "call", "geo-tag", "--conf", '{"value": "x"}',
                        env=env)  # fmt: skip
         assert "-> rewrite" in answered and "X-Hello: x" in answered
+
+
+def test_a_folder_that_cannot_be_written_is_said(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    status, out, err = new(capsys, "auth", str(tmp_path / "a-file" / "auth"))
+    assert (status, out) == (2, "") and "cannot write" in err

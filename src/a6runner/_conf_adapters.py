@@ -251,7 +251,11 @@ def _decode_pydantic(conf_type: Any, raw: bytes) -> Any:
         return conf_type.model_validate_json(raw, strict=True)
     except pydantic.ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False)
-        raise _pydantic_error(conf_type, errors[0], raw) from None
+        # the first field's errors; of a union's (one per member), the deepest: the value
+        # had that member's shape, so its error says most
+        first = [e for e in errors if e["loc"][:1] == errors[0]["loc"][:1]]
+        error = max(first, key=lambda e: len(e["loc"]))
+        raise _pydantic_error(conf_type, error, raw) from None
 
 
 def _kind_at(raw: bytes, loc: Sequence[str | int]) -> str | None:

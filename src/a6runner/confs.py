@@ -311,7 +311,10 @@ def _field_types(cls: type) -> dict[str, Any]:
 def converter(tp: Any) -> Converter:
     """The function that turns a decoded JSON value into ``tp`` (cached per type);
     TypeError for a type this module does not support."""
-    found = _CONVERTERS.get(tp)
+    try:
+        found = _CONVERTERS.get(tp)
+    except TypeError:  # an Annotated with an unhashable marker (another library's)
+        found = None
     if found is not None:
         return found
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
@@ -337,7 +340,7 @@ def expects(tp: Any) -> str:
     if origin is typing.Annotated:
         inner, *markers = typing.get_args(tp)
         what = expects(inner)
-        if any(isinstance(m, Length) and (m.min or 0) >= 1 for m in markers):
+        if any(isinstance(m, Length) and m.min == 1 for m in markers):
             what = "a non-empty " + what.split(" ", 1)[1] if what.startswith("a") else what
         bounds = [m.bounds() for m in markers if isinstance(m, Range)]
         return " ".join([what, *bounds])  # "an integer in 1..10"
