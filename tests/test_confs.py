@@ -505,7 +505,7 @@ def test_the_less_common_schemas() -> None:
         bad_text: bytes = b"\xff"
         nan: float = float("nan")
         pattern: re.Pattern[str] = re.compile("a+")
-        net: ipaddress.IPv4Network = ipaddress.IPv4Network("10.0.0.0/8")
+        net: ipaddress.IPv4Network = ipaddress.IPv4Network("10.0.0.0/8")  # noqa: RUF009
         mixed: tuple[Any, ...] = (1, object())
         keyed: dict[Any, Any] = field(default_factory=lambda: {1: "a"})
         valued: dict[str, Any] = field(default_factory=lambda: {"a": object()})
