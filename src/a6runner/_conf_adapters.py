@@ -17,8 +17,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._conf_json import KEY, format_path, parse_json
 from ._errors import ConfError
-from .confs import KEY, format_path, parse_json
 
 _KINDS = {  # their type names -> ours
     "str": "a string",

@@ -86,9 +86,12 @@ exit status:
 
 
 def schema_main(argv: Sequence[str]) -> int:
-    from ._cli import _Parser
-
-    parser = _Parser(prog="a6-runner schema", description=SCHEMA_DESCRIPTION, epilog=SCHEMA_EPILOG)
+    parser = argparse.ArgumentParser(
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="a6-runner schema",
+        description=SCHEMA_DESCRIPTION,
+        epilog=SCHEMA_EPILOG,
+    )
     parser.add_argument("names", nargs="*", metavar="NAME", help="plugins (default: every one)")
     add_plugin_options(parser)
     args = parser.parse_args(argv)
@@ -278,10 +281,11 @@ def _check_entry(entry: Any, at: str, plugins: Mapping[str, Plugin]) -> Report |
 
 
 def check_route_main(argv: Sequence[str]) -> int:
-    from ._cli import _Parser
-
-    parser = _Parser(
-        prog="a6-runner check-route", description=CHECK_DESCRIPTION, epilog=CHECK_EPILOG
+    parser = argparse.ArgumentParser(
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="a6-runner check-route",
+        description=CHECK_DESCRIPTION,
+        epilog=CHECK_EPILOG,
     )
     parser.add_argument("file", metavar="FILE|-", help="the document to check (- reads stdin)")
     parser.add_argument("--json", action="store_true", help="print one JSON object, for CI")

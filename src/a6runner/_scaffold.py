@@ -204,9 +204,12 @@ In a route, as an ext-plugin conf entry:
 
 
 def main(argv: Sequence[str]) -> int:
-    from ._cli import _Parser
-
-    parser = _Parser(prog="a6-runner new", description=DESCRIPTION, epilog=EPILOG)
+    parser = argparse.ArgumentParser(
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="a6-runner new",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
     parser.add_argument("name", metavar="NAME", help="the plugin's name, e.g. my-auth")
     parser.add_argument("dir", nargs="?", metavar="DIR", help="where to write it (default ./NAME)")
     args: argparse.Namespace = parser.parse_args(argv)

@@ -49,9 +49,11 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
+from ._conf_json import KEY as _KEY
+from ._conf_json import format_path, parse_json
 from ._errors import ConfError
 
 __all__ = [
@@ -65,9 +67,8 @@ __all__ = [
     "parse_json",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-KEY = "[…]"  # a map key in a path: keys are never shown (a header name can be a secret)
 
 
 # -- the markers ----------------------------------------------------------------------------
@@ -169,7 +170,7 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return found
 
 
-def ignore_unknown_fields(cls: type[T]) -> type[T]:
+def ignore_unknown_fields(cls: type[_T]) -> type[_T]:
     """Let this dataclass's conf objects carry keys it does not declare (they are dropped):
     for confs written for another runner or for APISIX's own plugin of the same name."""
     cls.__a6_ignore_unknown_fields__ = True  # type: ignore[attr-defined]
@@ -213,68 +214,38 @@ class _Invalid(Exception):
         return error
 
 
-def format_path(parts: Iterable[str | int]) -> str:
-    """``["a", 2, "b", KEY]`` -> ``a[2].b[…]``."""
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part == KEY:
-            out += KEY
-        else:
-            out += f".{part}" if out else part
-    return out
-
-
 def _mismatch(expects: str, value: Any) -> _Invalid:
     return _Invalid(f"must be {expects}", value, expected=True)
 
 
-# -- JSON -----------------------------------------------------------------------------------
-
-
-def parse_json(raw: bytes) -> Any:
-    """The JSON document of a conf (an empty conf is ``{}``); ConfError when it is not
-    JSON, with where, never what."""
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:  # its msg quotes nothing of the document
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise ConfError(f"is not valid JSON: {exc.msg} at {where}") from None
-    except (ValueError, RecursionError):  # e.g. bytes that are not UTF-8
-        raise ConfError("is not valid JSON") from None
-
-
 # -- decoding -------------------------------------------------------------------------------
 
-Converter = Callable[[Any], Any]
-_CONVERTERS: dict[Any, Converter] = {}
+_Converter = Callable[[Any], Any]
+_CONVERTERS: dict[Any, _Converter] = {}
 
 
-def decode_conf(conf_type: type[T], raw: bytes) -> T:
+def decode_conf(conf_type: type[_T], raw: bytes) -> _T:
     """``raw`` (a route's JSON conf) decoded into ``conf_type``; ConfError when it does not
     fit. A ``msgspec.Struct`` or a pydantic ``BaseModel`` is decoded by its library (see
     ``_adapters``), with errors built the same way."""
-    library = library_of(conf_type)
+    library = _library_of(conf_type)
     if library is not None:
         from . import _conf_adapters
 
-        return cast(T, _conf_adapters.decode(library, conf_type, raw))
+        return cast(_T, _conf_adapters.decode(library, conf_type, raw))
     convert = _CONVERTERS.get(conf_type)
     if convert is None:
-        convert = converter(conf_type)
+        convert = _converter(conf_type)
     document = parse_json(raw)
     if type(document) is not dict and dataclasses.is_dataclass(conf_type):
         raise ConfError("must be a JSON object", got=document)
     try:
-        return cast(T, convert(document))
+        return cast(_T, convert(document))
     except _Invalid as exc:
         raise exc.conf_error() from None
 
 
-def library_of(conf_type: Any) -> str | None:
+def _library_of(conf_type: Any) -> str | None:
     """ "msgspec" or "pydantic" when ``conf_type`` is one of theirs, else None. Looks only at
     modules already imported: a type of theirs means its library is loaded."""
     if not isinstance(conf_type, type):
@@ -308,7 +279,7 @@ def _field_types(cls: type) -> dict[str, Any]:
         ) from None
 
 
-def converter(tp: Any) -> Converter:
+def _converter(tp: Any) -> _Converter:
     """The function that turns a decoded JSON value into ``tp`` (cached per type);
     TypeError for a type this module does not support."""
     try:
@@ -319,7 +290,7 @@ def converter(tp: Any) -> Converter:
         return found
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         # a placeholder first: a dataclass may contain itself
-        slot: list[Converter] = []
+        slot: list[_Converter] = []
         _CONVERTERS[tp] = lambda value: slot[0](value)
         try:
             slot.append(_dataclass_converter(tp))
@@ -334,12 +305,12 @@ def converter(tp: Any) -> Converter:
     return made
 
 
-def expects(tp: Any) -> str:
+def _expects(tp: Any) -> str:
     """What a value of ``tp`` must be, for messages: "a string", "one of "a", "b""..."""
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
         inner, *markers = typing.get_args(tp)
-        what = expects(inner)
+        what = _expects(inner)
         if any(isinstance(m, Length) and m.min == 1 for m in markers):
             what = "a non-empty " + what.split(" ", 1)[1] if what.startswith("a") else what
         bounds = [m.bounds() for m in markers if isinstance(m, Range)]
@@ -359,7 +330,7 @@ def expects(tp: Any) -> str:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return "one of " + ", ".join(json.dumps(m.value) for m in tp)
     if _is_union(tp):
-        return " or ".join(dict.fromkeys(expects(t) for t in typing.get_args(tp)))
+        return " or ".join(dict.fromkeys(_expects(t) for t in typing.get_args(tp)))
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         names = [f.name for f in dataclasses.fields(tp) if f.init]
         if not names:
@@ -380,7 +351,7 @@ def _is_union(tp: Any) -> bool:
 _SEQUENCES = (list, tuple, set, frozenset, typing.Sequence, collections.abc.Sequence)
 
 
-def _make_converter(tp: Any) -> Converter:
+def _make_converter(tp: Any) -> _Converter:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Annotated:
@@ -490,14 +461,14 @@ def _regex(value: Any) -> re.Pattern[str]:
         raise _Invalid("is not a valid regular expression") from None
 
 
-def _annotated(inner: Any, markers: tuple[Any, ...]) -> Converter:
-    convert = converter(inner)
+def _annotated(inner: Any, markers: tuple[Any, ...]) -> _Converter:
+    convert = _converter(inner)
     checks: tuple[Callable[[Any], None], ...] = tuple(
         m.check for m in markers if isinstance(m, Range | Length | Matches)
     )
     if not checks:
         return convert
-    message = f"must be {expects(typing.Annotated[(inner, *markers)])}"
+    message = f"must be {_expects(typing.Annotated[(inner, *markers)])}"
 
     def checked(value: Any) -> Any:
         try:
@@ -514,8 +485,8 @@ def _annotated(inner: Any, markers: tuple[Any, ...]) -> Converter:
     return checked
 
 
-def _choice(tp: Any, allowed: dict[tuple[type, Any], Any]) -> Converter:
-    message = expects(tp)
+def _choice(tp: Any, allowed: dict[tuple[type, Any], Any]) -> _Converter:
+    message = _expects(tp)
 
     def choose(value: Any) -> Any:
         try:
@@ -527,15 +498,15 @@ def _choice(tp: Any, allowed: dict[tuple[type, Any], Any]) -> Converter:
     return choose
 
 
-def _union(tp: Any, members: tuple[Any, ...]) -> Converter:
+def _union(tp: Any, members: tuple[Any, ...]) -> _Converter:
     nullable = type(None) in members
     others = [m for m in members if m is not type(None)]
     ip = _ip_converter(tp)
     if ip is not None:
         return ip
     if nullable and len(others) == 1:
-        inner = converter(others[0])
-        message = expects(tp)
+        inner = _converter(others[0])
+        message = _expects(tp)
 
         def optional(value: Any) -> Any:
             if value is None:
@@ -548,8 +519,8 @@ def _union(tp: Any, members: tuple[Any, ...]) -> Converter:
                 raise
 
         return optional
-    convs = [converter(m) for m in others]
-    message = expects(tp)
+    convs = [_converter(m) for m in others]
+    message = _expects(tp)
 
     def one_of(value: Any) -> Any:
         if value is None and nullable:
@@ -568,8 +539,8 @@ def _union(tp: Any, members: tuple[Any, ...]) -> Converter:
     return one_of
 
 
-def _sequence(item_type: Any, make: Callable[[Any], Any]) -> Converter:
-    item = converter(item_type)
+def _sequence(item_type: Any, make: Callable[[Any], Any]) -> _Converter:
+    item = _converter(item_type)
     plain = item is _identity
 
     def convert(value: Any) -> Any:
@@ -588,8 +559,8 @@ def _sequence(item_type: Any, make: Callable[[Any], Any]) -> Converter:
     return convert
 
 
-def _fixed_tuple(item_types: tuple[Any, ...]) -> Converter:
-    items = [converter(t) for t in item_types]
+def _fixed_tuple(item_types: tuple[Any, ...]) -> _Converter:
+    items = [_converter(t) for t in item_types]
     n = len(items)
     message = f"a list of {n} items"
 
@@ -609,9 +580,9 @@ def _fixed_tuple(item_types: tuple[Any, ...]) -> Converter:
     return convert
 
 
-def _mapping(key_type: Any, value_type: Any) -> Converter:
-    key = converter(key_type)
-    item = converter(value_type)
+def _mapping(key_type: Any, value_type: Any) -> _Converter:
+    key = _converter(key_type)
+    item = _converter(value_type)
     plain_key = key is _str or key is _identity
 
     def convert(value: Any) -> dict[Any, Any]:
@@ -624,23 +595,23 @@ def _mapping(key_type: Any, value_type: Any) -> Converter:
             except _Invalid as exc:
                 exc.problem = f"name {exc.problem}" if not exc.path else exc.problem
                 exc.got = _NOTHING
-                raise exc.at(KEY) from None
+                raise exc.at(_KEY) from None
             try:
                 out[k] = item(entry)
             except _Invalid as exc:
-                raise exc.at(KEY) from None
+                raise exc.at(_KEY) from None
         return out
 
     return convert
 
 
-def _dataclass_converter(cls: type) -> Converter:
+def _dataclass_converter(cls: type) -> _Converter:
     hints = _field_types(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init]
     convs = []
     for f in fields:
         try:
-            convs.append((f.name, converter(hints[f.name])))
+            convs.append((f.name, _converter(hints[f.name])))
         except TypeError as exc:
             raise TypeError(f"conf type {cls.__qualname__}, field {f.name}: {exc}") from None
     required = frozenset(
@@ -650,7 +621,7 @@ def _dataclass_converter(cls: type) -> Converter:
     )
     names = frozenset(f.name for f in fields)
     strict = not getattr(cls, "__a6_ignore_unknown_fields__", False)
-    message = expects(cls)
+    message = _expects(cls)
     unknown = f"unknown keys (expected {', '.join(f.name for f in fields) or 'none'})"
 
     def convert(value: Any) -> Any:
@@ -682,7 +653,7 @@ def _from_conf_error(exc: ConfError) -> _Invalid:
     return invalid
 
 
-def _ip_converter(tp: Any) -> Converter | None:
+def _ip_converter(tp: Any) -> _Converter | None:
     """address, network and interface types of ``ipaddress`` (alone or a v4 | v6 union)."""
     members = set(typing.get_args(tp)) if _is_union(tp) else {tp}
     members.discard(type(None))
@@ -745,7 +716,7 @@ def conf_schema(conf_type: Any, title: str | None = None) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of ``conf_type``: our own for a dataclass,
     msgspec's or pydantic's for theirs. What a schema cannot say (``5.0`` is an integer
     to JSON Schema, not to us; checks in ``__post_init__``) the runner still checks."""
-    library = library_of(conf_type)
+    library = _library_of(conf_type)
     if library is not None:
         from . import _conf_adapters
 
