@@ -36,4 +36,46 @@ def test_the_response_filter_example_and_its_test_pass(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 passed" in result.stdout
+    assert "2 passed" in result.stdout
+
+
+def test_the_typed_greet_example_and_its_fixture_tests_pass(tmp_path: Path) -> None:
+    """The plugin guide's first example (a conf_type dataclass) and the tests of
+    "Testing a plugin", with the pytest plugin's fixtures, sync and asyncio."""
+    (tmp_path / "my_plugins").mkdir()
+    (tmp_path / "my_plugins" / "greet.py").write_text(python_block("class GreetConf:"))
+    (tmp_path / "test_greet.py").write_text(
+        python_block("pytestmark = pytest.mark.a6runner(plugins=[Greet])")
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_greet.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+
+
+def test_the_typed_conf_example_decodes_and_refuses_by_field() -> None:
+    from a6runner import ConfError
+
+    namespace: dict[str, object] = {}
+    exec(
+        compile(python_block("class AuthConf:"), "README.md", "exec", dont_inherit=True), namespace
+    )
+    auth = namespace["Auth"]()  # type: ignore[operator]
+    conf = auth.parse_conf(
+        b'{"issuer": "https://id.example", "allow": ["10.0.0.0/8"], "skip": "^/health",'
+        b' "upstream": {"host": "idp"}}'
+    )
+    assert conf.upstream.port == 443 and conf.skip.match("/health")
+    for raw, said in [
+        (b'{"issuer": "http://x"}', "issuer: must be an https URL"),
+        (b'{"issuer": "https://x", "mode": "lenient"}', "allow: must not be empty"),
+        (b'{"issuer": "https://x", "upstream": {"host": "h", "port": 0}}', "upstream.port"),
+        (b'{"issuer": "https://x", "headers": {"k": 1}}', "headers[…]: must be a string"),
+    ]:
+        with pytest.raises(ConfError, match=re.escape(said)):
+            auth.parse_conf(raw)

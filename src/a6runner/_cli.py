@@ -17,6 +17,7 @@ from ._settings import (
     DEFAULT_FRAME_MEMORY,
     DEFAULT_STALL_WARNING,
     MAX_BUSY_POLL,
+    UNKNOWN_PLUGINS,
     Limits,
 )
 
@@ -28,6 +29,9 @@ COMMANDS = {
     "run": "serve APISIX on APISIX_LISTEN_ADDRESS (what APISIX's ext-plugin.cmd starts)",
     "plugins": "list the registered plugins and where each came from",
     "call": "send one call to a runner and print the answer (curl for the runner)",
+    "schema": "print the JSON Schema of each plugin's conf",
+    "check-route": "check the ext-plugin confs of APISIX routes before they are deployed",
+    "new": "start a plugin package: a plugin with a typed conf, its tests, pyproject.toml",
     "bench": "APISIX-like end-to-end load driver",
 }
 EXIT_STATUS = """\
@@ -290,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
         "started by hand under a process supervisor)",
     )
     add_plugin_options(p_run)
+    p_run.add_argument(
+        "--unknown-plugins",
+        choices=UNKNOWN_PLUGINS,
+        default="skip",
+        help="a route's conf entry naming a plugin that is not registered: skip that entry "
+        "(default, as the other runners do) or refuse every call with that conf (503)",
+    )
     _add_observability_options(p_run)
 
     p_plugins = sub.add_parser(
@@ -302,14 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_plugin_options(p_plugins)
 
     # listed here for --help; main() hands them their arguments before parsing
-    sub.add_parser("call", help=COMMANDS["call"], add_help=False)
+    for command in ("call", "schema", "check-route", "new"):
+        sub.add_parser(command, help=COMMANDS[command], add_help=False)
     sub.add_parser("bench", help=COMMANDS["bench"], add_help=False)
     return parser
 
 
 def _no_command(parser: argparse.ArgumentParser) -> int:
     parser.print_usage(sys.stderr)
-    commands = "\n".join(f"  {name:<9} {text}" for name, text in COMMANDS.items())
+    commands = "\n".join(f"  {name:<11} {text}" for name, text in COMMANDS.items())
     print(
         f"a6-runner: error: no command given; the commands are:\n{commands}\n"
         "Run 'a6-runner COMMAND --help' for a command's options, 'a6-runner --help' for more.",
@@ -320,7 +332,20 @@ def _no_command(parser: argparse.ArgumentParser) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # `call` and `bench` have their own parsers and imports: `a6-runner run` never loads them
+    # `call`, `bench` and the conf tools have their own parsers and imports: `a6-runner run`
+    # never loads them
+    if argv[:1] == ["schema"]:
+        from ._conf_tools import schema_main
+
+        return schema_main(argv[1:])
+    if argv[:1] == ["check-route"]:
+        from ._conf_tools import check_route_main
+
+        return check_route_main(argv[1:])
+    if argv[:1] == ["new"]:
+        from ._scaffold import main as new_main
+
+        return new_main(argv[1:])
     if argv[:1] == ["call"]:
         from ._call import main as call_main
 
@@ -355,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reload=args.reload,
                 metrics=args.metrics,
                 otel=args.otel,
+                unknown_plugins=args.unknown_plugins,
             )
         if args.command == "plugins":
             registry = build_registry(

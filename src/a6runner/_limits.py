@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ._errors import A6Error, ConfError
+from ._errors import A6Error, ConfError, OptionalPackageMissing
 
 POLICIES = ("local", "redis", "redis-cluster")
 
@@ -111,8 +111,9 @@ class LimitPolicy:
         try:  # loads redis-py now, while preparing the conf, rather than on the first call
             importlib.import_module("a6runner._redis")
         except ImportError:
-            raise ConfError(
-                f"policy {name} needs the redis package: pip install 'a6runner[redis]'"
+            install = "pip install 'a6runner[redis]'"
+            raise OptionalPackageMissing(
+                "redis", install, f"policy {name} needs the redis package: {install}"
             ) from None
         if name == "redis":
             target = RedisTarget(
@@ -140,6 +141,55 @@ class LimitPolicy:
                 cluster_name=_string(conf, "redis_cluster_name", min_length=1),
             )
         return cls(name, target)
+
+    @staticmethod
+    def conf_schema() -> dict[str, Any]:
+        """The JSON Schema of the fields ``LimitPolicy.from_conf`` reads (``policy`` and the
+        ``redis_*`` fields), to merge into a limit plugin's ``conf_schema``: ``properties``
+        and the ``allOf`` saying which fields each policy requires."""
+        string = {"type": "string"}
+        flag = {"type": "boolean", "default": False}
+
+        def integer(minimum: int, default: int, maximum: int | None = None) -> dict[str, Any]:
+            bounds = {"maximum": maximum} if maximum is not None else {}
+            return {"type": "integer", "minimum": minimum, **bounds, "default": default}
+
+        return {
+            "properties": {
+                "policy": {"enum": list(POLICIES), "default": "local"},
+                "redis_host": {**string, "minLength": 2},
+                "redis_port": integer(1, 6379, 65535),
+                "redis_username": {**string, "minLength": 1},
+                "redis_password": string,
+                "redis_database": integer(0, 0),
+                "redis_timeout": integer(1, 1000),
+                "redis_ssl": flag,
+                "redis_ssl_verify": flag,
+                "redis_keepalive_timeout": integer(1000, 10000),
+                "redis_keepalive_pool": integer(1, 100),
+                "redis_cluster_nodes": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {**string, "minLength": 2, "maxLength": 100},
+                },
+                "redis_cluster_name": {**string, "minLength": 1},
+                "redis_cluster_ssl": flag,
+                "redis_cluster_ssl_verify": flag,
+            },
+            "allOf": [
+                {
+                    "if": {"properties": {"policy": {"const": "redis"}}, "required": ["policy"]},
+                    "then": {"required": ["redis_host"]},
+                },
+                {
+                    "if": {
+                        "properties": {"policy": {"const": "redis-cluster"}},
+                        "required": ["policy"],
+                    },
+                    "then": {"required": ["redis_cluster_nodes", "redis_cluster_name"]},
+                },
+            ],
+        }
 
 
 LOCAL = LimitPolicy()

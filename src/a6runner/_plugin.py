@@ -9,12 +9,12 @@ conf and a call object. Filters may be plain functions (run inline, the fast pat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from ._errors import ConfError
 from ._kernels import codec, headers
+from .confs import decode_conf, parse_json
 
 if TYPE_CHECKING:
     import ipaddress
@@ -46,9 +46,14 @@ class Needs(NamedTuple):
 class Plugin:
     """Base class of every plugin. Subclass it, set ``name``, override what you need.
 
-    ``parse_conf`` defaults to ``json.loads`` (an empty conf is ``{}``); raise
-    ``ConfError`` (or ``ValueError``/``TypeError``) to reject a conf: the runner logs it and
-    skips that entry, as the other runners do. Both filters default to doing nothing.
+    ``parse_conf`` decodes the route's JSON conf into ``conf_type`` when the plugin sets
+    one (a dataclass, a ``msgspec.Struct`` or a pydantic model: see ``a6runner.confs``),
+    else it is ``json.loads`` (an empty conf is ``{}``). Override it to check a conf by
+    hand: raise ``ConfError`` (or ``ValueError``/``TypeError``) to reject a conf, and give
+    ``conf_schema`` (a JSON Schema) for ``a6-runner schema``. The runner logs a rejected
+    conf and skips that entry, as the other runners do; for a plugin with ``guard = True``
+    it refuses every call with that conf instead (``guard_status``, 503). Both filters
+    default to doing nothing.
 
     ``required_vars``, ``required_body`` and ``required_resp_body`` declare what the
     filters read through ExtraInfo, so the runner fetches it for the whole chain in one
@@ -57,6 +62,14 @@ class Plugin:
 
     name: ClassVar[str] = ""
     """What routes call the plugin by: ``{"name": "greet", "value": "..."}``. Required."""
+    conf_type: ClassVar[type | None] = None
+    """The conf's type: the default parse_conf decodes the JSON conf into it, strictly."""
+    conf_schema: ClassVar[Mapping[str, Any] | None] = None
+    """The conf's JSON Schema, for a plugin that checks its conf in its own parse_conf."""
+    guard: ClassVar[bool] = False
+    """A guard's bad conf does not open the door: every call with it is refused."""
+    guard_status: ClassVar[int] = 503
+    """The status a guard's refused calls are answered with (100..599)."""
     required_vars: ClassVar[Sequence[str]] = ()
     """nginx variables the filters read with ``get_var`` (fetched before they run)."""
     required_body: ClassVar[bool] = False
@@ -70,23 +83,19 @@ class Plugin:
         return Needs(tuple(self.required_vars), self.required_body, self.required_resp_body)
 
     def parse_conf(self, raw: bytes) -> Any:
-        """Turn a route's conf (the JSON string of its ``value``, as bytes) into what the
-        filters get as ``conf``; called once per PrepareConf, never per call. By default
-        ``json.loads`` (``{}`` for an empty conf; ``ConfError`` for invalid JSON)."""
-        if not raw.strip():
-            return {}
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:  # its msg quotes nothing of the document
-            where = f"line {exc.lineno} column {exc.colno}"
-            raise ConfError(f"is not valid JSON: {exc.msg} at {where}") from None
-        except ValueError:  # e.g. bytes that are not UTF-8
-            raise ConfError("is not valid JSON") from None
+        """The conf the filters get, from a route's conf (the JSON string of its ``value``,
+        as bytes); called once per PrepareConf, never per call. ``raw`` decoded into
+        ``conf_type`` when set, else the JSON value (``{}`` for an empty conf); ConfError
+        when it does not fit."""
+        conf_type = self.conf_type
+        if conf_type is not None:
+            return decode_conf(conf_type, raw)
+        return parse_json(raw)
 
     def parse_json_object(self, raw: bytes) -> dict[str, Any]:
         """The conf as a JSON object (``{}`` for an empty conf); ConfError for invalid JSON
         or any other JSON value. Most ``parse_conf`` overrides start here."""
-        conf = Plugin.parse_conf(self, raw)
+        conf = parse_json(raw)
         if not isinstance(conf, dict):
             raise ConfError("must be a JSON object", got=conf)
         return conf

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ._confstore import ConfStore
+from ._errors import ConfigError
 from ._kernels import implementation
 from ._logging import reopen_log_file, setup_logging
 from ._observe import Observer, make_observer, observed
@@ -27,7 +28,14 @@ from ._reload import (
 )
 from ._server import PARENT_CHECK, Listener, new_event_loop, parent_gone, run_until_complete, serve
 from ._services import LocalServices
-from ._settings import DEFAULT_LIMITS, DEFAULT_SOCKET_MODE, Limits, Settings, parse_group
+from ._settings import (
+    DEFAULT_LIMITS,
+    DEFAULT_SOCKET_MODE,
+    UNKNOWN_PLUGINS,
+    Limits,
+    Settings,
+    parse_group,
+)
 from ._version import VERSION
 
 if TYPE_CHECKING:
@@ -67,7 +75,12 @@ async def serve_single(
         )
         if confs is None:
             observer = make_observer(settings)
-            confs = ConfStore(observed(observer, plugins), settings.conf_ttl, clock)
+            confs = ConfStore(
+                observed(observer, plugins),
+                settings.conf_ttl,
+                clock,
+                refuse_unknown=settings.unknown_plugins == "refuse",
+            )
         endpoint = await _start_metrics(settings, observer, confs)
         try:
             await serve(
@@ -156,7 +169,11 @@ def run_with_settings(
     started = time.monotonic()
     live = LivePlugins(plugins)
     observer = make_observer(settings)
-    confs = ConfStore(observed(observer, plugins), settings.conf_ttl)
+    confs = ConfStore(
+        observed(observer, plugins),
+        settings.conf_ttl,
+        refuse_unknown=settings.unknown_plugins == "refuse",
+    )
 
     def on_signal(signum: int) -> None:
         log.info("received %s", signal.Signals(signum).name)
@@ -223,6 +240,7 @@ def run(
     reload: bool = False,
     metrics: str | None = None,
     otel: bool = False,
+    unknown_plugins: str = "skip",
 ) -> int:
     """Run a runner serving ``plugins`` (plugin classes) until SIGTERM/SIGINT.
 
@@ -237,8 +255,15 @@ def run(
     up. SIGHUP reloads the plugins; with ``reload`` a change to a ``plugin_paths`` file
     does too (needs ``a6runner[reload]``). ``metrics`` (``"HOST:PORT"`` or
     ``"unix:/path"``) serves /metrics and /healthz; ``otel`` makes OpenTelemetry spans.
+    ``unknown_plugins`` is what a conf entry naming an unregistered plugin gets:
+    ``"skip"`` (the entry is skipped) or ``"refuse"`` (every call with the conf is
+    refused with 503), as ``--unknown-plugins``.
     Returns the exit status (0 after a clean shutdown), like ``a6-runner run``.
     """
+    if unknown_plugins not in UNKNOWN_PLUGINS:
+        raise ConfigError(
+            f"unknown_plugins must be one of {', '.join(UNKNOWN_PLUGINS)}, got {unknown_plugins!r}"
+        )
     hold_signals()
     setup_logging(log_level, log_file, log_format)
     settings = Settings.from_env(os.environ, listen, conf_expire_time)
@@ -249,6 +274,7 @@ def run(
     settings.parent_watch = parent_watch
     settings.metrics = metrics
     settings.otel = otel
+    settings.unknown_plugins = unknown_plugins
     if socket_group is not None:
         settings.socket_group = (
             socket_group if isinstance(socket_group, int) else parse_group(socket_group)

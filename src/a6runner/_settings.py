@@ -15,6 +15,7 @@ DEFAULT_CALL_TIMEOUT = 56.0
 DEFAULT_FRAME_MEMORY = 128 << 20  # bytes of frames still arriving, per worker
 DEFAULT_STALL_WARNING = 0.1  # seconds a filter may block the event loop before a warning
 MAX_BUSY_POLL = 0.01  # --busy-poll: at most 10 ms of polling after each read
+UNKNOWN_PLUGINS = ("skip", "refuse")  # --unknown-plugins
 
 
 def parse_listen_address(value: str, source: str = "APISIX_LISTEN_ADDRESS") -> str:
@@ -81,6 +82,9 @@ class Settings:
     # ("HOST:PORT" or "unix:/path"; None: off), and OpenTelemetry spans (--otel).
     metrics: str | None = None
     otel: bool = False
+    # A conf entry naming an unregistered plugin: "skip" it (as the reference runners do)
+    # or "refuse" every call with that conf (--unknown-plugins).
+    unknown_plugins: str = "skip"
 
     @property
     def conf_ttl(self) -> float:

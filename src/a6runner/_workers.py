@@ -111,9 +111,16 @@ class SupervisorLink:
 class SupervisedConfs:
     """ConfBackend of a worker: parsed chains cached locally, tokens from the supervisor."""
 
-    def __init__(self, plugins: Mapping[str, Plugin], link: SupervisorLink, ttl: float) -> None:
+    def __init__(
+        self,
+        plugins: Mapping[str, Plugin],
+        link: SupervisorLink,
+        ttl: float,
+        refuse_unknown: bool = False,
+    ) -> None:
         self._plugins = plugins
         self._link = link
+        self._refuse_unknown = refuse_unknown
         self._cache: TokenStore[PreparedConf] = TokenStore(ttl)
 
     def prepare(self, key: str | None, conf: RawConf) -> int | Any:
@@ -126,7 +133,8 @@ class SupervisedConfs:
     async def _prepare_remote(self, key: str | None, conf: list[tuple[str, bytes]]) -> int:
         token, expires_at = await self._link.ask("prepare", key, conf)
         if self._cache.get(token) is None:
-            self._cache.install(token, PreparedConf.parse(self._plugins, conf), expires_at)
+            prepared = PreparedConf.parse(self._plugins, conf, self._refuse_unknown)
+            self._cache.install(token, prepared, expires_at)
         if key is not None:
             self._cache.remember_key(key, token)
         return int(token)
@@ -142,7 +150,7 @@ class SupervisedConfs:
         conf, expires_at = found
         prepared = self._cache.get(token)  # another call may have fetched it meanwhile
         if prepared is None:
-            prepared = PreparedConf.parse(self._plugins, conf)
+            prepared = PreparedConf.parse(self._plugins, conf, self._refuse_unknown)
             self._cache.install(token, prepared, expires_at)
         return prepared
 
@@ -216,7 +224,12 @@ def _worker_main(
         reports = _start_reports(observer, link)
         await serve(
             listener,
-            SupervisedConfs(observed(observer, plugins), link, settings.conf_ttl),
+            SupervisedConfs(
+                observed(observer, plugins),
+                link,
+                settings.conf_ttl,
+                refuse_unknown=settings.unknown_plugins == "refuse",
+            ),
             SupervisedServices(link),
             stop,
             on_ready,

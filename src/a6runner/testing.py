@@ -628,6 +628,7 @@ def run_runner(
     paths: Sequence[str] = (),
     entry_points: bool = False,
     clock: Callable[[], float] = time.monotonic,
+    unknown_plugins: str = "skip",
 ) -> Iterator[RunnerHandle]:
     """Run a runner in a background thread for the duration of the ``with`` block.
 
@@ -637,6 +638,8 @@ def run_runner(
     ``PluginLoadError``). Confs are kept ``conf_expire_time`` x 1.2 seconds, as in
     production. ``clock`` is the monotonic clock that conf expiry and the limit buckets
     and counters read: pass a fake one to let a TTL pass without sleeping.
+    ``unknown_plugins="refuse"`` refuses the calls of a conf naming an unregistered plugin
+    (``--unknown-plugins``).
     """
     from ._registry import build_registry
     from ._runner import serve_single
@@ -647,6 +650,7 @@ def run_runner(
     plugin_map = {n: r.plugin for n, r in registry.items()}
     with _socket_path(socket_path) as path:
         settings = Settings(path, conf_expire_time)
+        settings.unknown_plugins = unknown_plugins
         loop = new_event_loop()
         ready = threading.Event()
         failure: list[BaseException] = []
