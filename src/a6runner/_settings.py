@@ -81,6 +81,9 @@ class Settings:
     # ("HOST:PORT" or "unix:/path"; None: off), and OpenTelemetry spans (--otel).
     metrics: str | None = None
     otel: bool = False
+    # Replace a worker whose own memory (USS) stays above this many bytes (None: never;
+    # README, "Worker recycling").
+    max_worker_memory: int | None = None
 
     @property
     def conf_ttl(self) -> float:
