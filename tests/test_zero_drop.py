@@ -8,15 +8,15 @@ Every wait observes an event (a log line, a reply, a file); nothing depends on t
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pooled import PooledConnection, progressed
 
 from a6runner._kernels import codec
-from a6runner.testing import Client, RunnerProcess, decode_reply, spawn_runner
+from a6runner.testing import RunnerProcess, decode_reply, spawn_runner
 
 pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
 
@@ -71,52 +71,6 @@ def wait_until(check: Callable[[], bool], what: str) -> None:
 
 def wait_for_log(runner: RunnerProcess, text: str, count: int = 1) -> None:
     wait_until(lambda: runner.log().count(text) >= count, f"{count} x {text!r} in the log")
-
-
-class PooledConnection(threading.Thread):
-    """One kept-alive connection of APISIX's pool under load: calls back to back, each
-    reply checked (its id, the plugin's answer); the first failure ends it (no retry)."""
-
-    def __init__(self, socket_path: str, conf: dict[str, object]) -> None:
-        super().__init__(daemon=True)
-        self.socket_path = socket_path
-        self.conf = conf
-        self.answers: list[tuple[str, int]] = []  # (version, pid) of each reply
-        self.sent = 0
-        self.failure: str | None = None
-        self.stop = threading.Event()
-        self.connected = threading.Event()
-
-    def run(self) -> None:
-        try:
-            with Client(self.socket_path, timeout=WAIT) as apisix:
-                token = apisix.prepare_conf([("version", self.conf)], key=repr(self.conf))
-                self.connected.set()
-                call_id = 0
-                while not self.stop.is_set():
-                    call_id += 1
-                    self.sent += 1
-                    reply = apisix.http_req_call(token, id=call_id)
-                    version, pid, answered = (reply.body or b"").decode().split()
-                    if (
-                        reply.action != "stop"
-                        or reply.id != call_id
-                        or answered != f"call-{call_id}"
-                    ):
-                        raise AssertionError(f"wrong reply to call {call_id}: {reply}")
-                    self.answers.append((version, int(pid.removeprefix("pid-"))))
-        except Exception as exc:
-            self.failure = f"{type(exc).__name__}: {exc}"
-        finally:
-            self.connected.set()
-
-
-def progressed(pool: list[PooledConnection], calls: int = 20) -> Callable[[], bool]:
-    """True once every connection (still going) has had ``calls`` more answers."""
-    marks = [len(c.answers) for c in pool]
-    return lambda: all(
-        len(c.answers) >= m + calls or c.failure for c, m in zip(pool, marks, strict=True)
-    )
 
 
 def drive_through_reloads(runner: RunnerProcess, source: Path) -> list[PooledConnection]:

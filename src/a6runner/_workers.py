@@ -896,7 +896,7 @@ class Supervisor:
         }
         self._rolling_out = self.generation
         log.info(
-            "reloaded: %d plugins (%s); replacing the %d workers one by one",
+            "reloaded: %d plugins (%s); replacing the workers (%d) one by one",
             len(self.plugins),
             ", ".join(sorted(self.plugins)) or "none",
             self.settings.workers,
@@ -1025,9 +1025,10 @@ class Supervisor:
             for index in range(settings.workers):
                 self.spawn(index)
             log.info(
-                "listening on %s with %d workers (%d plugins: %s; conf TTL %gs)",
+                "listening on %s with %d worker%s (%d plugins: %s; conf TTL %gs)",
                 settings.socket_path,
                 settings.workers,
+                "s" if settings.workers > 1 else "",
                 len(self.plugins),
                 ", ".join(sorted(self.plugins)) or "none",
                 settings.conf_ttl,
