@@ -74,7 +74,10 @@ def wait_for_log(runner: RunnerProcess, text: str, count: int = 1) -> None:
 
 
 def drive_through_reloads(runner: RunnerProcess, source: Path) -> list[PooledConnection]:
-    pool = [PooledConnection(runner.socket_path, {"async": n % 2 == 1}) for n in range(CONNECTIONS)]
+    pool = [
+        PooledConnection(runner.socket_path, "version", {"async": n % 2 == 1})
+        for n in range(CONNECTIONS)
+    ]
     for connection in pool:
         connection.start()
     try:
