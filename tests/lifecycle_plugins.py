@@ -2,7 +2,9 @@
 line ``PID NAME INSTANCE EVENT`` to the file named by $A6_LIFECYCLE_EVENTS (one write
 with O_APPEND: lines from several processes never mix), so a test sees which process ran
 which hook of which instance, in order. $A6_LIFECYCLE_FAIL names a file: while it exists,
-``failing-start``'s start raises (a test creates it, then reloads or kills a worker)."""
+``failing-start``'s start raises (a test creates it, then reloads or kills a worker);
+``counted-start``'s start raises when it is the $A6_LIFECYCLE_FAIL_AT-th start of it in
+the runner, every process counted."""
 
 from __future__ import annotations
 
@@ -85,6 +87,24 @@ class FailingStart(Plugin):
 
     def request_filter(self, conf: Any, req: Request) -> None:
         req.respond(200, f"pid={os.getpid()}")
+
+
+class CountedStart(Plugin):
+    """start raises at its $A6_LIFECYCLE_FAIL_AT-th run, counted over every process."""
+
+    name = "counted-start"
+
+    def start(self) -> None:
+        record(self, "start-entered")
+        path = os.environ.get("A6_LIFECYCLE_EVENTS", "")
+        with open(path) as f:
+            count = sum(1 for line in f if line.split()[1:4:2] == [self.name, "start-entered"])
+        if str(count) == os.environ.get("A6_LIFECYCLE_FAIL_AT"):
+            raise ValueError(f"start number {count} fails")
+        record(self, "start")
+
+    def stop(self) -> None:
+        record(self, "stop")
 
 
 class SlowStart(Plugin):

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: se
 
 PLUGINS = str(Path(__file__).with_name("lifecycle_plugins.py"))
 BAD_STOPS = str(Path(__file__).with_name("lifecycle_bad_stops.py"))
-NAMES = ("async-hooks", "failing-start", "slow-start", "sync-hooks")  # in start order
+NAMES = ("async-hooks", "counted-start", "failing-start", "slow-start", "sync-hooks")  # in order
 WAIT = 60.0  # seconds an expected event may take on a busy machine before the test fails
 
 
@@ -249,7 +249,7 @@ def test_a_reload_whose_start_raises_keeps_the_previous_plugins(
         }
         (tmp_path / "fail").unlink()  # the next reload works
         runner.process.send_signal(signal.SIGHUP)
-        wait_for_log(runner, "reload done" if workers > 1 else "reloaded: 4 plugins")
+        wait_for_log(runner, "reload done" if workers > 1 else "reloaded: 5 plugins")
         assert runner.stop(WAIT) == 0
         assert "Traceback" not in runner.log()
     # every instance that started stopped exactly once
@@ -268,7 +268,7 @@ def test_one_process_reload_stops_the_old_instance_once_its_call_in_flight_ended
         apisix.send_raw(codec.build_http_req_call_req(1, token, 0, "/", [], [], None))
         events.wait("async-hooks", "call-entered")
         runner.process.send_signal(signal.SIGHUP)
-        wait_for_log(runner, "reloaded: 4 plugins")
+        wait_for_log(runner, "reloaded: 5 plugins")
         new = events.wait("async-hooks", "start", count=2)[1]
         # the old instances wait for the call in flight; the new ones serve
         assert events.of("async-hooks", "stop") == events.of("sync-hooks", "stop") == []
@@ -300,6 +300,27 @@ def test_a_replaced_worker_stops_its_plugins_after_its_successor_started(
             stopped_at = rows.index((*old, "stop"))
             assert sum(1 for p, i, e in rows[:stopped_at] if e == "start") > 2
         assert runner.stop(WAIT) == 0
+
+
+def test_a_reload_that_fails_on_the_second_worker_is_undone_on_the_first(
+    events: Events, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers are replaced one at a time: when the second successor's start fails, the
+    first worker, already on the new plugins, is replaced again by the previous ones."""
+    (tmp_path / "gate").touch()
+    monkeypatch.setenv("A6_LIFECYCLE_FAIL_AT", "4")  # 2 at startup, then the 2nd successor
+    with spawn_runner(runner_args(2)) as runner:
+        wait_for_log(runner, "ready: its plugins started", count=2)
+        runner.process.send_signal(signal.SIGHUP)
+        wait_for_log(runner, "reload undone: every worker serves the previous plugins again")
+        log = runner.log()
+        assert "plugin 'counted-start' start raised ValueError: start number 4 fails" in log
+        assert "reload failed, still serving the previous plugins" in log
+        assert log.count("replaced by pid") == 2  # worker 0 to the new plugins, and back
+        assert "reload done" not in log
+        assert len(events.of("counted-start", "start")) == 4  # the 5th start: the way back
+        assert runner.stop(WAIT) == 0
+    assert sorted(events.of("sync-hooks", "stop")) == sorted(events.of("sync-hooks", "start"))
 
 
 def test_a_dead_worker_whose_replacement_cannot_start_is_retried_with_a_backoff(

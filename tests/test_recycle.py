@@ -74,6 +74,43 @@ def test_a_worker_over_the_limit_is_replaced_without_losing_a_call(
     assert "Traceback" not in log and "died" not in log
 
 
+def test_a_worker_whose_successor_cannot_start_keeps_serving_until_one_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail = tmp_path / "fail"
+    monkeypatch.setenv("A6_RECYCLE_FAIL", str(fail))
+    args = ["--max-worker-memory", "32", "--no-bundled", "--no-entry-points", "--plugins"]
+    with spawn_runner([*args, PLUGINS]) as runner:
+        wait_for_log(runner, "ready: its plugins started")
+        fail.touch()
+        pool = [PooledConnection(runner.socket_path, "hoard", {}) for _ in range(4)]
+        for connection in pool:
+            connection.start()
+        try:
+            wait_for_log(runner, "over --max-worker-memory 32 MiB: replacing it")
+            wait_for_log(
+                runner,
+                "keeps serving: its replacement's plugin 'hoard' start raised "
+                "ConnectionRefusedError: the cache server refused the connection; trying "
+                "again in 0.5s",
+            )
+            wait_for_log(runner, "trying again in 1s")
+            wait_until(progressed(pool), "calls served meanwhile")
+            fail.unlink()
+            wait_for_log(runner, "finished its calls and exited")
+            wait_until(progressed(pool), "calls after the recycle")
+        finally:
+            for connection in pool:
+                connection.stop.set()
+            for connection in pool:
+                connection.join(WAIT)
+        assert runner.stop(WAIT) == 0
+        log = runner.log()
+        until_done = log[: log.index("finished its calls and exited")]
+        assert until_done.count("over --max-worker-memory") == 1  # one recycle, retried
+    assert [c.failure for c in pool if c.failure] == []
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0

@@ -501,7 +501,8 @@ class Supervisor:
         self.generation = 0  # of the plugins the workers should serve
         self._plugin_sets: dict[int, Mapping[str, Plugin]] = {0: plugins}  # by generation
         self._generations = itertools.count(1)
-        self._rolling_out: int | None = None  # the generation a reload is replacing workers with
+        self._rolling_out: int | None = None  # the generation workers are being replaced with
+        self._undoing = False  # ... which is the previous one: a reload's plugins failed
         self._previous = 0  # what a reload goes back to when its new plugins fail to start
         self.tokens: TokenStore[list[tuple[str, bytes]]] = TokenStore(settings.conf_ttl)
         self.buckets = TokenBuckets()
@@ -688,7 +689,7 @@ class Supervisor:
             return
         if old is not None:
             old.successor = None
-        if old is not None and channel.generation == self._rolling_out:
+        if old is not None and channel.generation == self._rolling_out and not self._undoing:
             reload_failed(PluginLoadError(failure))
             self._go_back()
         elif old is not None:
@@ -719,7 +720,12 @@ class Supervisor:
         worker already replaced by the new ones is replaced again, by the previous)."""
         self.generation = self._previous
         self.plugins = self._plugin_sets[self.generation]
-        self._rolling_out = None
+        replaced = any(
+            c.generation != self.generation and c.start_failure is None
+            for c in self.channels.values()
+        )
+        self._rolling_out = self.generation if replaced else None
+        self._undoing = replaced
 
     def _reap(self) -> None:
         while True:
@@ -769,7 +775,7 @@ class Supervisor:
         if old is not None:  # a replacement that died before serving: the old one stays
             old.successor = None
             failure = f"worker {channel.index} died with {how} before it was ready"
-            if channel.generation == self._rolling_out:
+            if channel.generation == self._rolling_out and not self._undoing:
                 reload_failed(PluginLoadError(failure))
                 self._go_back()
             else:
@@ -895,6 +901,7 @@ class Supervisor:
             name: r.plugin for name, r in registry.items()
         }
         self._rolling_out = self.generation
+        self._undoing = False
         log.info(
             "reloaded: %d plugins (%s); replacing the workers (%d) one by one",
             len(self.plugins),
@@ -924,8 +931,12 @@ class Supervisor:
         if self._rolling_out is not None and all(
             c.generation == self._rolling_out and c.ready for c in live
         ):
-            log.info("reload done: every worker serves the new plugins")
+            if self._undoing:
+                log.info("reload undone: every worker serves the previous plugins again")
+            else:
+                log.info("reload done: every worker serves the new plugins")
             self._rolling_out = None
+            self._undoing = False
 
     def _start_vacant(self) -> None:
         """Start a worker for each index left without one, once its backoff is over."""
