@@ -4,7 +4,8 @@ with O_APPEND: lines from several processes never mix), so a test sees which pro
 which hook of which instance, in order. $A6_LIFECYCLE_FAIL names a file: while it exists,
 ``failing-start``'s start raises (a test creates it, then reloads or kills a worker);
 ``counted-start``'s start raises when it is the $A6_LIFECYCLE_FAIL_AT-th start of it in
-the runner, every process counted."""
+the runner, every process counted; ``exits-in-start``'s start ends its process (as a
+crash would) while the file $A6_LIFECYCLE_EXIT exists."""
 
 from __future__ import annotations
 
@@ -105,6 +106,14 @@ class CountedStart(Plugin):
 
     def stop(self) -> None:
         record(self, "stop")
+
+
+class ExitsInStart(Plugin):
+    name = "exits-in-start"
+
+    def start(self) -> None:
+        if os.path.exists(os.environ.get("A6_LIFECYCLE_EXIT", "")):
+            os._exit(3)
 
 
 class SlowStart(Plugin):

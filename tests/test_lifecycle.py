@@ -75,6 +75,7 @@ def events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Events:
     monkeypatch.setenv("A6_LIFECYCLE_EVENTS", str(path))
     monkeypatch.setenv("A6_LIFECYCLE_FAIL", str(tmp_path / "fail"))
     monkeypatch.setenv("A6_LIFECYCLE_GATE", str(tmp_path / "gate"))
+    monkeypatch.setenv("A6_LIFECYCLE_EXIT", str(tmp_path / "exit"))
     return Events(path)
 
 
@@ -249,7 +250,7 @@ def test_a_reload_whose_start_raises_keeps_the_previous_plugins(
         }
         (tmp_path / "fail").unlink()  # the next reload works
         runner.process.send_signal(signal.SIGHUP)
-        wait_for_log(runner, "reload done" if workers > 1 else "reloaded: 5 plugins")
+        wait_for_log(runner, "reload done" if workers > 1 else "reloaded: 6 plugins")
         assert runner.stop(WAIT) == 0
         assert "Traceback" not in runner.log()
     # every instance that started stopped exactly once
@@ -268,7 +269,7 @@ def test_one_process_reload_stops_the_old_instance_once_its_call_in_flight_ended
         apisix.send_raw(codec.build_http_req_call_req(1, token, 0, "/", [], [], None))
         events.wait("async-hooks", "call-entered")
         runner.process.send_signal(signal.SIGHUP)
-        wait_for_log(runner, "reloaded: 5 plugins")
+        wait_for_log(runner, "reloaded: 6 plugins")
         new = events.wait("async-hooks", "start", count=2)[1]
         # the old instances wait for the call in flight; the new ones serve
         assert events.of("async-hooks", "stop") == events.of("sync-hooks", "stop") == []
@@ -282,6 +283,51 @@ def test_one_process_reload_stops_the_old_instance_once_its_call_in_flight_ended
         events.wait("sync-hooks", "stop")
         assert runner.stop(WAIT) == 0
     assert events.of("async-hooks", "stop") == [old, new]
+
+
+def test_shutdown_stops_the_instances_a_reload_retired_though_their_call_never_ended(
+    events: Events, tmp_path: Path
+) -> None:
+    (tmp_path / "gate").touch()
+    with spawn_runner(runner_args()) as runner, runner.client(timeout=WAIT) as apisix:
+        (old,) = events.wait("async-hooks", "start")
+        token = apisix.prepare_conf([("async-hooks", {"gate": str(tmp_path / "never")})])
+        apisix.send_raw(codec.build_http_req_call_req(1, token, 0, "/", [], [], None))
+        events.wait("async-hooks", "call-entered")
+        runner.process.send_signal(signal.SIGHUP)
+        wait_for_log(runner, "reloaded: 6 plugins")
+        new = events.wait("async-hooks", "start", count=2)[1]
+        assert runner.stop(WAIT) == 0  # the call is abandoned at the end of the grace
+        assert "1 calls still running at shutdown: abandoned" in runner.log()
+    assert sorted(events.of("async-hooks", "stop")) == sorted([old, new])
+    assert len(events.of("sync-hooks", "stop")) == 2
+
+
+@pytest.mark.parametrize("when", ["startup", "reload"])
+def test_a_worker_that_dies_in_its_start_is_started_again_or_fails_the_reload(
+    events: Events, tmp_path: Path, when: str
+) -> None:
+    (tmp_path / "gate").touch()
+    if when == "startup":
+        (tmp_path / "exit").touch()
+    with spawn_runner(runner_args(2)) as runner:
+        if when == "startup":  # it died before serving: started again, with a backoff
+            wait_for_log(runner, "died with status 3: starting a new one in 0.5s")
+            wait_for_log(runner, "died with status 3: starting a new one in 1s")
+            (tmp_path / "exit").unlink()
+            wait_for_log(runner, "ready: its plugins started", count=2)
+        else:  # a successor that died before serving: the reload fails, the old one stays
+            wait_for_log(runner, "ready: its plugins started", count=2)
+            (tmp_path / "exit").touch()
+            runner.process.send_signal(signal.SIGHUP)
+            wait_for_log(
+                runner,
+                "reload failed, still serving the previous plugins: worker 0 died with "
+                "status 3 before it was ready",
+            )
+            assert "replaced by pid" not in runner.log()
+        assert answer(runner, "sync-hooks").startswith("started=True")
+        assert runner.stop(WAIT) == 0
 
 
 def test_a_replaced_worker_stops_its_plugins_after_its_successor_started(

@@ -163,6 +163,18 @@ def test_a_worker_gone_meanwhile_is_skipped() -> None:
     assert recycler.check([1, 2]) == (2, 40 * MIB)
 
 
+def test_without_smaps_rollup_the_flag_is_a_startup_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from a6runner import _workers
+    from a6runner._errors import ConfigError
+
+    def missing(pid: int) -> int:
+        raise FileNotFoundError(f"/proc/{pid}/smaps_rollup")
+
+    monkeypatch.setattr(_workers, "private_memory", missing)
+    with pytest.raises(ConfigError, match=r"--max-worker-memory reads /proc/PID/smaps_rollup"):
+        _workers.check_memory_readable()
+
+
 def test_private_memory_counts_what_the_process_wrote_not_what_it_shares() -> None:
     before = private_memory(os.getpid())
     kept = b"y" * (32 * MIB)
