@@ -955,7 +955,11 @@ class Supervisor:
         candidates = {
             c.pid: c
             for c in self.channels.values()
-            if c.ready and not c.retiring and not c.recycle and c.successor is None
+            if c.ready
+            and not c.retiring
+            and not c.recycle
+            and c.successor is None
+            and c.generation == self.generation  # (a reload replaces the others anyway)
         }
         due = recycler.check(candidates)
         if due is None:
@@ -996,14 +1000,16 @@ class Supervisor:
     def _next_timeout(self) -> float:
         """Seconds the main loop may wait for an event before something is due."""
         now = time.monotonic()
-        due = [now + PARENT_CHECK, *self._vacant.values()]
+        due = [now + PARENT_CHECK]
         if self._deadline is not None:
             due.append(self._deadline)
-        if self._recycler is not None:
-            due.append(self._next_memory_check)
-        if any(c.outbox for c in self.channels.values()):
-            due.append(now + RELAY_RETRY)
-        due += [t for t in self._retry_at.values() if t > now]
+        if not self.stopping:  # (what follows is done only while serving)
+            due += self._vacant.values()
+            due += [t for t in self._retry_at.values() if t > now]
+            if self._recycler is not None:
+                due.append(self._next_memory_check)
+            if any(c.outbox for c in self.channels.values()):
+                due.append(now + RELAY_RETRY)
         return max(0.0, min(due) - now)
 
     def run(self) -> int:
