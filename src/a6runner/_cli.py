@@ -34,7 +34,7 @@ EXIT_STATUS = """\
 exit status:
   0  done (run: a clean shutdown)
   1  a runtime or configuration error: a bad setting, socket path or log file
-  2  a usage error (a bad flag), or plugins that do not load"""
+  2  a usage error (a bad flag), or plugins that do not load or start"""
 MAIN_EPILOG = (
     "Run 'a6-runner COMMAND --help' for a command's options.\n\n"
     + EXIT_STATUS

@@ -174,6 +174,7 @@ def run_with_settings(
     observer = make_observer(settings)
     confs = ConfStore(observed(observer, plugins), settings.conf_ttl)
     lifecycle = PluginLifecycle()
+    serving = asyncio.Event()  # the plugins started: a SIGHUP before then waits for it
     reloading = asyncio.Lock()  # one reload at a time; a SIGHUP meanwhile waits its turn
 
     def on_signal(signum: int) -> None:
@@ -181,6 +182,7 @@ def run_with_settings(
         stop.set()
 
     async def reload() -> None:
+        await serving.wait()
         async with reloading:
             await reload_in_place(loader, confs, live, lifecycle, observer)
 
@@ -205,7 +207,15 @@ def run_with_settings(
     try:
         run_until_complete(
             loop,
-            serve_single(settings, live, stop, confs=confs, observer=observer, lifecycle=lifecycle),
+            serve_single(
+                settings,
+                live,
+                stop,
+                serving.set,
+                confs=confs,
+                observer=observer,
+                lifecycle=lifecycle,
+            ),
         )
     except PluginStartError as exc:
         log.error("%s: the runner stops (exit status 2)", exc)
