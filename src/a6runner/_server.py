@@ -300,7 +300,8 @@ class Connection(asyncio.Protocol):
             or transport.get_write_buffer_size()
         ):
             return None
-        transport.pause_reading()
+        if transport.is_reading():  # (nothing is read from here on)
+            transport.pause_reading()
         fd = os.dup(transport.get_extra_info("socket").fileno())
         transport.abort()
         return fd
