@@ -376,12 +376,13 @@ def test_a_dead_worker_whose_replacement_cannot_start_is_retried_with_a_backoff(
     with spawn_runner(runner_args(2)) as runner:
         wait_for_log(runner, "ready: its plugins started", count=2)  # not starting any more
         (tmp_path / "fail").touch()
-        victim = max(worker_pids(runner))
+        before = worker_pids(runner)
+        victim = max(before)
+        (survivor,) = before - {victim}
         os.kill(victim, signal.SIGKILL)
         wait_for_log(runner, "start raised ValueError: the token service at 127.0.0.1:1 refused")
         wait_for_log(runner, "; starting another in 0.5s")
         wait_for_log(runner, "; starting another in 1s")  # the backoff doubles
-        survivor = (worker_pids(runner) - {victim}).pop()
         assert answer(runner, "failing-start") == f"pid={survivor}"  # the other one serves
         (tmp_path / "fail").unlink()
         wait_until(lambda: len(events.of("failing-start", "start")) == 3, "a replacement")
