@@ -38,7 +38,7 @@ EXIT_STATUS = """\
 exit status:
   0  done (run: a clean shutdown)
   1  a runtime or configuration error: a bad setting, socket path or log file
-  2  a usage error (a bad flag), or plugins that do not load"""
+  2  a usage error (a bad flag), or plugins that do not load or start"""
 MAIN_EPILOG = (
     "Run 'a6-runner COMMAND --help' for a command's options.\n\n"
     + EXIT_STATUS
@@ -53,7 +53,8 @@ environment (APISIX sets the first two; the flags above override them):
 signals:
   TERM, INT  finish the calls in flight, remove the socket, exit 0
   HUP        reload the plugins' code; tokens stay valid, calls in flight finish on
-             the old code (with --workers N the workers are replaced one by one)
+             the old code (with --workers N the workers are replaced one by one, each
+             passing its connections to its successor: no call is lost)
   USR1       reopen --log-file (for logrotate)
 
 {EXIT_STATUS}"""
@@ -288,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"concurrency, for idle CPU (default 0: off; at most {int(MAX_BUSY_POLL * 1e6)})",
     )
     p_run.add_argument(
+        "--max-worker-memory",
+        type=_mebibytes,
+        metavar="MIB",
+        help="replace a worker whose own memory (USS) stays above this, without losing a "
+        "call (off by default; with --workers 1 a supervisor runs one worker)",
+    )
+    p_run.add_argument(
         "--no-parent-watch",
         action="store_true",
         help="keep running when the process that started the runner exits (a runner "
@@ -381,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 metrics=args.metrics,
                 otel=args.otel,
                 unknown_plugins=args.unknown_plugins,
+                max_worker_memory=args.max_worker_memory,
             )
         if args.command == "plugins":
             registry = build_registry(

@@ -58,6 +58,9 @@ class Plugin:
     ``required_vars``, ``required_body`` and ``required_resp_body`` declare what the
     filters read through ExtraInfo, so the runner fetches it for the whole chain in one
     round trip before they run (override ``needs`` when it depends on the conf).
+
+    ``start`` and ``stop`` (plain or ``async def``; both default to doing nothing) open and
+    close what an instance holds, such as a connection pool, in each serving process.
     """
 
     name: ClassVar[str] = ""
@@ -99,6 +102,20 @@ class Plugin:
         if not isinstance(conf, dict):
             raise ConfError("must be a JSON object", got=conf)
         return conf
+
+    def start(self) -> Awaitable[None] | None:
+        """Called once in every process that serves calls (each ``--workers`` worker,
+        after the fork), before its first call, and for the new instances a reload makes
+        before they take over. Raising stops the runner at startup (exit status 2), or
+        cancels a reload: the previous instances keep serving."""
+        return None
+
+    def stop(self) -> Awaitable[None] | None:
+        """Called once when this instance stops serving, after its calls in flight ended:
+        at shutdown (all stops together get 0.1 s), or when a reload replaced it (5 s). A
+        plain ``stop`` runs in a thread of its own, an ``async def`` one on the event loop;
+        one that raises or outlives its time is logged by the plugin's name."""
+        return None
 
     def request_filter(self, conf: Any, req: Request) -> Awaitable[None] | None:
         """Called for HTTPReqCall (ext-plugin-pre-req / post-req routes)."""

@@ -85,6 +85,9 @@ class Settings:
     # A conf entry naming an unregistered plugin: "skip" it (as the reference runners do)
     # or "refuse" every call with that conf (--unknown-plugins).
     unknown_plugins: str = "skip"
+    # Replace a worker whose own memory (USS) stays above this many bytes (None: never;
+    # README, "Worker recycling").
+    max_worker_memory: int | None = None
 
     @property
     def conf_ttl(self) -> float:

@@ -635,7 +635,9 @@ def run_runner(
     ``plugins``: the plugin classes to serve; ``bundled=True`` adds the bundled plugins;
     ``paths`` and ``entry_points=True`` add plugins as ``a6-runner run --plugins`` and the
     ``a6runner.plugins`` entry points do (a module that fails to load raises
-    ``PluginLoadError``). Confs are kept ``conf_expire_time`` x 1.2 seconds, as in
+    ``PluginLoadError``). The plugins' ``start`` runs before the block begins (one that
+    raises makes this raise ``PluginStartError``), their ``stop`` when it ends. Confs are
+    kept ``conf_expire_time`` x 1.2 seconds, as in
     production. ``clock`` is the monotonic clock that conf expiry and the limit buckets
     and counters read: pass a fake one to let a TTL pass without sleeping.
     ``unknown_plugins="refuse"`` refuses the calls of a conf naming an unregistered plugin
