@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LISTEN ?= unix:/tmp/runner.sock
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-native test-pure test-dist test-stress mutate lint bench clean redis-server fuzz
+.PHONY: install run test test-native test-pure test-dist test-stress mutate lint bench clean redis-server fuzz docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,15 +34,15 @@ redis-server:
 	  fi; }
 
 # The suite twice (compiled kernels, then A6_NO_EXTENSIONS=1) under coverage, the release
-# as a user gets it (check-dist), and every microbenchmark once as a plain test
-# (--benchmark-disable: no timing, just that each still runs). The four run at once (most
-# of a suite's time is spent waiting on the runners it starts); make prints each one's
-# output whole when it ends (-O). Coverage of both suites is combined (spawned runners and
+# as a user gets it (check-dist), every microbenchmark once as a plain test
+# (--benchmark-disable: no timing, just that each still runs) and the documentation site
+# (make docs). The five run at once (most of a suite's time is spent waiting on the
+# runners it starts); make prints each one's output whole when it ends (-O). Coverage of both suites is combined (spawned runners and
 # forked workers included, see [tool.coverage.run]) and checked against the floors in
 # pyproject.toml.
 COVERAGE_DIR := $(CURDIR)/build/coverage
 COVERAGE := COVERAGE_FILE=$(COVERAGE_DIR)/data $(BIN)/python -m coverage
-TEST_PARTS := test-part-native test-part-pure test-part-dist test-part-bench
+TEST_PARTS := test-part-native test-part-pure test-part-dist test-part-bench test-part-docs
 .PHONY: $(TEST_PARTS)
 
 test: install redis-server
@@ -72,6 +72,10 @@ test-part-bench:
 	@echo "== make test: every microbenchmark once"
 	$(BIN)/python -m pytest bench --benchmark-disable -q -p no:cacheprovider
 
+test-part-docs:
+	@echo "== make test: the documentation site (mkdocs build --strict)"
+	$(MKDOCS_BUILD)
+
 test-native: install redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -98,6 +102,15 @@ $(VENV)/.mutation: $(VENV)/.installed
 mutate: $(VENV)/.mutation
 	$(BIN)/mutmut run
 	$(BIN)/mutmut results
+
+# The documentation site (mkdocs.yml, docs/) into build/site. --strict: a warning, a broken
+# link or anchor, a reference that does not resolve fails the build (never add --quiet:
+# it hides the warnings from the strict check too, and a broken site builds).
+MKDOCS_BUILD := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(CURDIR)/build/site
+
+docs: install
+	$(MKDOCS_BUILD)
+	@echo "the site is in build/site (index.html)"
 
 lint: install
 	$(BIN)/ruff check src tests plugins bench

@@ -10,37 +10,23 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TypeGuard
+from typing import Annotated
 
-from a6runner import ConfError, Plugin, Request
+from a6runner import Plugin, Request
+from a6runner.confs import Range, ignore_unknown_fields
 
 
+@ignore_unknown_fields
 @dataclass(frozen=True, slots=True)
 class FaultInjectionConf:
-    http_status: int
-    body: bytes
-    percentage: int
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
+    http_status: Annotated[int, Range(ge=200, le=999)]
+    body: bytes = b""
+    percentage: Annotated[int, Range(ge=0, le=100)] = 100
 
 
 class FaultInjection(Plugin):
     name = "fault-injection"
-
-    def parse_conf(self, raw: bytes) -> FaultInjectionConf:
-        conf = self.parse_json_object(raw)
-        status = conf.get("http_status")
-        if not _is_int(status) or not 200 <= status <= 999:
-            raise ConfError("http_status", "must be an integer in 200..999", got=status)
-        body = conf.get("body", "")
-        if not isinstance(body, str):
-            raise ConfError("body", "must be a string", got=body)
-        percentage = conf.get("percentage", 100)
-        if not _is_int(percentage) or not 0 <= percentage <= 100:
-            raise ConfError("percentage", "must be an integer in 0..100", got=percentage)
-        return FaultInjectionConf(status, body.encode(), percentage)
+    conf_type = FaultInjectionConf
 
     def request_filter(self, conf: FaultInjectionConf, req: Request) -> None:
         # randrange(100) is 0..99: percentage 0 never fires, 100 always does.

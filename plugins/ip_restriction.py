@@ -6,62 +6,51 @@ two lists. Entries are IPv4/IPv6 addresses or CIDR blocks (``"10.0.0.0/8"``,
 IPv4-mapped IPv6 address counts as its IPv4 address). A client not on the whitelist, or on
 the blacklist, gets 403 with the JSON body ``{"message": message}``; the default message
 is "Your IP address is not allowed". With a whitelist, a request without a client
-address is refused; with a blacklist it passes. A malformed entry rejects the conf.
+address is refused; with a blacklist it passes.
+
+A guard: a conf that does not parse (a malformed entry, both lists or neither) does not
+open the door. Every call with it is refused with 503 until the route is fixed.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated
 
 from a6runner import ConfError, Plugin, Request
+from a6runner.confs import Length, ignore_unknown_fields
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # loaded with the first conf that needs it: ~0.25 MiB a runner may save
     import ipaddress
 
-    Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+NON_EMPTY = Length(min=1)
 
 
-@dataclass(frozen=True, slots=True)
+@ignore_unknown_fields
+@dataclass(slots=True)
 class IPRestrictionConf:
-    networks: tuple[Network, ...]
-    allow_listed: bool  # True: a whitelist, False: a blacklist
-    denial: bytes  # the 403 body
+    whitelist: Annotated[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NON_EMPTY] = ()
+    blacklist: Annotated[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NON_EMPTY] = ()
+    message: str = "Your IP address is not allowed"
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(init=False)
+    allow_listed: bool = field(init=False)  # True: a whitelist, False: a blacklist
+    denial: bytes = field(init=False)  # the 403 body
 
-
-def _parse_networks(field: str, entries: object) -> tuple[Network, ...]:
-    if not isinstance(entries, list) or not entries:
-        raise ConfError(field, "must be a non-empty list of addresses or CIDRs", got=entries)
-    import ipaddress  # on first use: a runner without an ip-restriction conf saves ~0.25 MiB
-
-    networks = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, str):
-            raise ConfError(f"{field}[{i}]", "must be a string", got=entry)
-        try:
-            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
-        except ValueError:
-            raise ConfError(f"{field}[{i}]", "is not an IP address or CIDR") from None
-    return tuple(networks)
+    def __post_init__(self) -> None:
+        # (a list given is never empty: empty means absent)
+        if bool(self.whitelist) == bool(self.blacklist):
+            raise ConfError("give exactly one of whitelist and blacklist")
+        self.allow_listed = bool(self.whitelist)
+        self.networks = self.whitelist or self.blacklist
+        self.denial = json.dumps({"message": self.message}).encode()
 
 
 class IPRestriction(Plugin):
     name = "ip-restriction"
-
-    def parse_conf(self, raw: bytes) -> IPRestrictionConf:
-        conf = self.parse_json_object(raw)
-        if ("whitelist" in conf) == ("blacklist" in conf):
-            raise ConfError("give exactly one of whitelist and blacklist")
-        field = "whitelist" if "whitelist" in conf else "blacklist"
-        message = conf.get("message", "Your IP address is not allowed")
-        if not isinstance(message, str):
-            raise ConfError("message", "must be a string", got=message)
-        return IPRestrictionConf(
-            _parse_networks(field, conf[field]),
-            allow_listed=field == "whitelist",
-            denial=json.dumps({"message": message}).encode(),
-        )
+    conf_type = IPRestrictionConf
+    conf_schema = {"oneOf": [{"required": ["whitelist"]}, {"required": ["blacklist"]}]}
+    guard = True
 
     def request_filter(self, conf: IPRestrictionConf, req: Request) -> None:
         ip = req.src_ip

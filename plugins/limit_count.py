@@ -95,8 +95,30 @@ def _text(conf: dict[str, Any], name: str, default: str | None) -> str | None:
     return value
 
 
+_POLICY = LimitPolicy.conf_schema()
+
+
 class LimitCount(Plugin):
     name = "limit-count"
+    # parse_conf is written by hand (LimitPolicy.from_conf reads APISIX's redis_* fields):
+    # the schema `a6-runner schema` prints says the same, as far as a schema can.
+    conf_schema = {
+        "type": "object",
+        "properties": {
+            "count": {"type": "integer", "minimum": 1},
+            "time_window": {"type": "integer", "minimum": 1},
+            "key_type": {"enum": list(KEY_TYPES), "default": "var"},
+            "key": {"type": "string", "minLength": 1, "default": "remote_addr"},
+            "rejected_code": {"type": "integer", "minimum": 200, "maximum": 599, "default": 503},
+            "rejected_msg": {"type": "string", "minLength": 1},
+            "allow_degradation": {"type": "boolean", "default": False},
+            "show_limit_quota_header": {"type": "boolean", "default": True},
+            "group": {"type": "string", "minLength": 1},
+            **_POLICY["properties"],
+        },
+        "required": ["count", "time_window"],
+        "allOf": _POLICY["allOf"],
+    }
 
     def parse_conf(self, raw: bytes) -> LimitCountConf:
         conf = self.parse_json_object(raw)

@@ -34,8 +34,23 @@ class LimitReqConf:
     allow_degradation: bool = False
 
 
+_POLICY = LimitPolicy.conf_schema()
+
+
 class LimitReq(Plugin):
     name = "limit-req"
+    # parse_conf is written by hand (LimitPolicy.from_conf reads APISIX's redis_* fields):
+    # the schema `a6-runner schema` prints says the same, as far as a schema can.
+    conf_schema = {
+        "type": "object",
+        "properties": {
+            "rate": {"type": "number", "minimum": 0, "default": 0},
+            "burst": {"type": "integer", "minimum": 0, "default": 0},
+            "allow_degradation": {"type": "boolean", "default": False},
+            **_POLICY["properties"],
+        },
+        "allOf": _POLICY["allOf"],
+    }
 
     def parse_conf(self, raw: bytes) -> LimitReqConf:
         conf = self.parse_json_object(raw)

@@ -16,17 +16,25 @@ action at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated
 
-from a6runner import ConfError, MultiMap, Plugin, Request
+from a6runner import MultiMap, Plugin, Request
+from a6runner.confs import Length, Matches, ignore_unknown_fields
+
+Name = Annotated[str, Length(min=1)]
+# what uri and host must be: the first check is on both, the second on uri alone
+TRIMMED = Matches(r"\S(?:[\s\S]*\S)?", "a non-empty string without surrounding spaces")
+PATH = Matches(r"/[^?]*", "a path starting with / and without a query")
 
 
 @dataclass(frozen=True, slots=True)
 class MapEdits:
-    remove: tuple[str, ...] = ()
-    set: tuple[tuple[str, str], ...] = ()
-    add: tuple[tuple[str, str], ...] = ()
+    """Edits of the headers or the args; a key other than these three rejects the conf."""
+
+    set: dict[Name, str] = field(default_factory=dict)
+    add: dict[Name, str] = field(default_factory=dict)
+    remove: tuple[Name, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.remove or self.set or self.add)
@@ -34,61 +42,24 @@ class MapEdits:
     def apply(self, entries: MultiMap) -> None:
         for name in self.remove:
             entries.delete(name)
-        for name, value in self.set:
+        for name, value in self.set.items():
             entries.set(name, value)
-        for name, value in self.add:
+        for name, value in self.add.items():
             entries.add(name, value)
 
 
+@ignore_unknown_fields
 @dataclass(frozen=True, slots=True)
 class ProxyRewriteConf:
-    uri: str | None
-    host: str | None
-    headers: MapEdits
-    args: MapEdits
-
-
-def _parse_edits(field: str, edits: object) -> MapEdits:
-    if not isinstance(edits, dict):
-        raise ConfError(field, "must be an object with set, add and/or remove", got=edits)
-    unknown = set(edits) - {"set", "add", "remove"}
-    if unknown:
-        raise ConfError(field, f"unknown keys {sorted(unknown)} (expected set, add, remove)")
-    pairs = {}
-    for op in ("set", "add"):
-        mapping = edits.get(op, {})
-        if not isinstance(mapping, dict) or not all(
-            k and isinstance(v, str) for k, v in mapping.items()
-        ):
-            raise ConfError(f"{field}.{op}", "must map names to string values", got=mapping)
-        pairs[op] = tuple(mapping.items())
-    remove = edits.get("remove", [])
-    if not isinstance(remove, list) or not all(isinstance(n, str) and n for n in remove):
-        raise ConfError(f"{field}.remove", "must be a list of names", got=remove)
-    return MapEdits(tuple(remove), pairs["set"], pairs["add"])
-
-
-def _optional_str(conf: dict[str, Any], field: str) -> str | None:
-    value = conf.get(field)
-    if value is not None and (not isinstance(value, str) or not value or value != value.strip()):
-        raise ConfError(field, "must be a non-empty string without surrounding spaces", got=value)
-    return value
+    uri: Annotated[str, TRIMMED, PATH] | None = None
+    host: Annotated[str, TRIMMED] | None = None
+    headers: MapEdits = field(default_factory=MapEdits)
+    args: MapEdits = field(default_factory=MapEdits)
 
 
 class ProxyRewrite(Plugin):
     name = "proxy-rewrite"
-
-    def parse_conf(self, raw: bytes) -> ProxyRewriteConf:
-        conf = self.parse_json_object(raw)
-        uri = _optional_str(conf, "uri")
-        if uri is not None and (not uri.startswith("/") or "?" in uri):
-            raise ConfError("uri", "must be a path starting with / and without a query", got=uri)
-        return ProxyRewriteConf(
-            uri,
-            _optional_str(conf, "host"),
-            _parse_edits("headers", conf.get("headers", {})),
-            _parse_edits("args", conf.get("args", {})),
-        )
+    conf_type = ProxyRewriteConf
 
     def request_filter(self, conf: ProxyRewriteConf, req: Request) -> None:
         if conf.uri is not None:

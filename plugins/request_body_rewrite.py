@@ -9,23 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from a6runner import ConfError, Plugin, Request
+from a6runner import Plugin, Request
+from a6runner.confs import ignore_unknown_fields
 
 
+@ignore_unknown_fields
 @dataclass(frozen=True, slots=True)
 class RequestBodyRewriteConf:
-    new_body: bytes
+    new_body: bytes = b""
 
 
 class RequestBodyRewrite(Plugin):
     name = "request-body-rewrite"
-
-    def parse_conf(self, raw: bytes) -> RequestBodyRewriteConf:
-        conf = self.parse_json_object(raw)
-        new_body = conf.get("new_body", "")
-        if not isinstance(new_body, str):
-            raise ConfError("new_body", "must be a string", got=new_body)
-        return RequestBodyRewriteConf(new_body.encode())
+    conf_type = RequestBodyRewriteConf
 
     def request_filter(self, conf: RequestBodyRewriteConf, req: Request) -> None:
         if conf.new_body:

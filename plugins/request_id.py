@@ -10,11 +10,12 @@ The id is set as request header ``header_name`` upstream and, with
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from a6runner import ConfError, Plugin, Request
+from a6runner import Plugin, Request
+from a6runner.confs import Matches, ignore_unknown_fields
 
 _NANOID_ALPHABET = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -36,36 +37,25 @@ def _nanoid() -> str:
 
 
 ALGORITHMS: dict[str, Callable[[], str]] = {"uuid": _uuid, "nanoid": _nanoid}
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # an RFC 9110 token
 
 
+@ignore_unknown_fields
 @dataclass(frozen=True, slots=True)
 class RequestIdConf:
-    header_name: str
-    include_in_response: bool
-    generate: Callable[[], str]
+    header_name: Annotated[str, Matches(HEADER_NAME, "a valid header name")] = "X-Request-Id"
+    include_in_response: bool = True
+    algorithm: Literal["uuid", "nanoid"] = "uuid"
 
 
 class RequestId(Plugin):
     name = "request-id"
-
-    def parse_conf(self, raw: bytes) -> RequestIdConf:
-        conf = self.parse_json_object(raw)
-        header_name = conf.get("header_name", "X-Request-Id")
-        if not isinstance(header_name, str) or not _HEADER_NAME.fullmatch(header_name):
-            raise ConfError("header_name", "must be a valid header name", got=header_name)
-        include = conf.get("include_in_response", True)
-        if not isinstance(include, bool):
-            raise ConfError("include_in_response", "must be true or false", got=include)
-        algorithm = conf.get("algorithm", "uuid")
-        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
-            raise ConfError("algorithm", f"must be one of {', '.join(ALGORITHMS)}", got=algorithm)
-        return RequestIdConf(header_name, include, ALGORITHMS[algorithm])
+    conf_type = RequestIdConf
 
     def request_filter(self, conf: RequestIdConf, req: Request) -> None:
         request_id = req.headers.get(conf.header_name)
         if not request_id:
-            request_id = conf.generate()
+            request_id = ALGORITHMS[conf.algorithm]()
             req.headers.set(conf.header_name, request_id)
         if conf.include_in_response:
             req.resp_headers.set(conf.header_name, request_id)

@@ -20,34 +20,38 @@ with a JSON body ``{"message": ...}`` saying why:
 
 The filter asks APISIX (ExtraInfo) only for what the conf needs: the ``content_type``
 variable for the first check, the body for the other two.
+
+A guard: a conf that does not parse does not let requests through unchecked. Every call
+with it is refused with 503 until the route is fixed.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, TypeGuard
+from dataclasses import dataclass, field
+from typing import Annotated
 
-from a6runner import ConfError, Plugin, Request
+from a6runner import Plugin, Request
+from a6runner.confs import Length, Matches, Range, ignore_unknown_fields
+
+NonEmptyStr = Annotated[str, Length(min=1)]
+# one "/" and no parameters (";"): "application/json", "text/*"
+MediaType = Annotated[
+    str, Length(min=1), Matches(r"[^/;]*/[^/;]*", "a media type like 'type/subtype'")
+]
 
 
-@dataclass(frozen=True, slots=True)
+@ignore_unknown_fields
+@dataclass(slots=True)
 class RequestValidationConf:
-    allowed_content_types: frozenset[str]
-    max_body_bytes: int | None
-    required_json_fields: tuple[str, ...]
-    reject_status: int
+    allowed_content_types: tuple[MediaType, ...] = ()
+    max_body_bytes: Annotated[int, Range(ge=0)] | None = None
+    required_json_fields: tuple[NonEmptyStr, ...] = ()
+    reject_status: Annotated[int, Range(ge=400, le=599)] = 400
+    media_types: frozenset[str] = field(init=False)  # allowed_content_types, folded
 
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _string_list(conf: dict[str, Any], field: str) -> list[str]:
-    value = conf.get(field, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfError(field, "must be a list of non-empty strings", got=value)
-    return value
+    def __post_init__(self) -> None:
+        self.media_types = frozenset(map(_media_type, self.allowed_content_types))
 
 
 def _media_type(content_type: str | None) -> str:
@@ -56,27 +60,8 @@ def _media_type(content_type: str | None) -> str:
 
 class RequestValidation(Plugin):
     name = "request-validation"
-
-    def parse_conf(self, raw: bytes) -> RequestValidationConf:
-        conf = self.parse_json_object(raw)
-        types = _string_list(conf, "allowed_content_types")
-        for i, t in enumerate(types):
-            if _media_type(t).count("/") != 1 or _media_type(t) != t.strip().lower():
-                raise ConfError(
-                    f"allowed_content_types[{i}]", "is not a media type like 'type/subtype'"
-                )
-        max_body = conf.get("max_body_bytes")
-        if max_body is not None and (not _is_int(max_body) or max_body < 0):
-            raise ConfError("max_body_bytes", "must be an integer >= 0", got=max_body)
-        status = conf.get("reject_status", 400)
-        if not _is_int(status) or not 400 <= status <= 599:
-            raise ConfError("reject_status", "must be an integer in 400..599", got=status)
-        return RequestValidationConf(
-            frozenset(_media_type(t) for t in types),
-            max_body,
-            tuple(_string_list(conf, "required_json_fields")),
-            status,
-        )
+    conf_type = RequestValidationConf
+    guard = True
 
     async def request_filter(self, conf: RequestValidationConf, req: Request) -> None:
         problem = await self._problem(conf, req)
@@ -89,15 +74,12 @@ class RequestValidation(Plugin):
 
     async def _problem(self, conf: RequestValidationConf, req: Request) -> str | None:
         """Why the request is refused, or None when it passes."""
-        if conf.allowed_content_types:
+        if conf.media_types:
             media_type = _media_type(await req.var("content_type"))  # an nginx variable
             if not media_type:
                 return "a content type is required"
             wildcard = media_type.split("/", 1)[0] + "/*"
-            if (
-                media_type not in conf.allowed_content_types
-                and wildcard not in conf.allowed_content_types
-            ):
+            if media_type not in conf.media_types and wildcard not in conf.media_types:
                 return f"content type {media_type} is not allowed"
         limit = conf.max_body_bytes
         if limit is None and not conf.required_json_fields:

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from a6runner import ConfError, Plugin, Request
+from a6runner import Plugin, Request
+from a6runner.confs import ignore_unknown_fields
 
 
+# A typed conf: the runner decodes the JSON conf into it (a bytes field takes a JSON string,
+# as UTF-8) and rejects what does not fit. Keys it does not declare are ignored, as the Go
+# runner's say does.
+@ignore_unknown_fields
 @dataclass(frozen=True, slots=True)
 class SayConf:
-    body: bytes
+    body: bytes = b""
 
 
 class Say(Plugin):
     name = "say"
-
-    def parse_conf(self, raw: bytes) -> SayConf:
-        conf = self.parse_json_object(raw)
-        body = conf.get("body", "")
-        if not isinstance(body, str):
-            raise ConfError("body", "must be a string", got=body)
-        return SayConf(body.encode())
+    conf_type = SayConf
 
     # A plain ``def``: nothing to await, so the runner answers inline (the fast path).
     def request_filter(self, conf: SayConf, req: Request) -> None:

@@ -208,7 +208,6 @@ def test_no_runner_at_the_socket_exits_3(
         (["say", "--path", "x"], "--path 'x': a path starts with /"),
         (["say", "--listen", "/tmp/x.sock"], "--listen must be 'unix:"),
         (["say", "--sock", "/x", "--plugins", "p.py"], "drop them, or drop --sock"),
-        (["nope"], "no plugin named 'nope' in this runner (it serves fault-injection"),
         (["say", "--plugins", "/no/such/plugin.py"], "'/no/such/plugin.py' does not exist"),
     ],
 )
@@ -243,3 +242,41 @@ def test_command_line_help_and_exit_codes_documented() -> None:
         [sys.executable, "-m", "a6runner", "--help"], capture_output=True, text=True, timeout=30
     )
     assert "call" in listed.stdout and "bench" in listed.stdout
+
+
+# -- the conf is checked before the call (issue 19) -------------------------------------------
+
+
+def test_a_plugin_not_served_or_a_refused_conf_exits_1_with_the_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, err = call(capsys, "nope")
+    assert (status, out) == (1, "")
+    assert err.startswith("a6-runner call: error: no plugin named 'nope' in this runner")
+    status, out, err = call(capsys, "say", "--conf", '{"body": 5}')
+    assert (status, out) == (1, "")
+    assert "the conf of 'say' is refused: body: must be a string (got a number)" in err
+    assert "the runner skips that entry" in err
+    status, out, err = call(capsys, "ip-restriction", "--conf", '{"whitelist": ["s3cr3t"]}')
+    assert (status, out) == (1, "")
+    assert "whitelist[0]: not an IP address or CIDR" in err and "'ip-restriction' is a guard" in err
+    assert "s3cr3t" not in err
+
+
+def test_with_sock_the_conf_is_checked_here_first_and_stderr_says_so(
+    runner: RunnerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = call(capsys, "say", "--sock", runner.socket_path, "--conf", '{"body": "x"}')
+    assert status == 0 and "-> stop" in out
+    assert f"conf checked here first: say accepted (the runner at {runner.socket_path}" in err
+    status, out, err = call(capsys, "say", "--sock", runner.socket_path, "--conf", '{"body": 5}')
+    assert (status, out) == (1, "")
+    assert "the conf of 'say' is refused: body: must be a string" in err
+    # a plugin this machine does not have: the runner decides, and stderr says what was not
+    # checked here
+    route = json.dumps([{"name": "say", "value": "{}"}, {"name": "elsewhere", "value": "{}"}])
+    status, out, err = call(capsys, "--route-conf", route, "--sock", runner.socket_path)
+    assert status == 0 and "-> none" in out
+    assert (
+        "conf checked here first: say accepted; not installed here, not checked: elsewhere" in err
+    )

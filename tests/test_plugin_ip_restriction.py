@@ -97,7 +97,9 @@ def test_custom_message_is_json_escaped(apisix: Client) -> None:
         ({"whitelist": ["10.0.0.0/8"], "message": 5}, "message"),
     ],
 )
-def test_bad_conf_is_rejected_and_skipped(apisix: Client, conf: object, reason: str) -> None:
+def test_bad_conf_is_rejected_and_refused(apisix: Client, conf: object, reason: str) -> None:
     with pytest.raises(ConfError, match=reason):
         IPRestriction().parse_conf(json.dumps(conf).encode())
-    assert call(apisix, conf, "8.8.8.8").action == "none"
+    # a guard: a conf it rejects refuses every call (it used to be skipped, letting all in)
+    reply = call(apisix, conf, "8.8.8.8")
+    assert (reply.action, reply.status, reply.body) == ("stop", 503, None)

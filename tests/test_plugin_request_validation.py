@@ -151,8 +151,10 @@ def test_empty_conf_asks_nothing(apisix: Client) -> None:
         ({"allowed_content_types": "application/json"}, "allowed_content_types"),
     ],
 )
-def test_bad_conf_is_rejected_and_skipped(apisix: Client, conf: object, reason: str) -> None:
+def test_bad_conf_is_rejected_and_refused(apisix: Client, conf: object, reason: str) -> None:
     with pytest.raises(ConfError, match=reason):
         RequestValidation().parse_conf(json.dumps(conf).encode())
+    # a guard: a conf it rejects refuses every call before asking anything (it used to be
+    # skipped, letting every request through unchecked)
     reply = call(apisix, conf, content_type="image/png", body=b"x" * 1000)
-    assert (reply.action, reply.asked) == ("none", [])
+    assert (reply.action, reply.status, reply.asked) == ("stop", 503, [])

@@ -164,3 +164,9 @@ def test_bad_conf_is_rejected_and_skipped(apisix: Client, conf: object, reason: 
         ResponseRewrite().parse_conf(json.dumps(conf).encode())
     reply = rewrite(apisix, conf, body=b"a")
     assert (reply.status, reply.headers, reply.body) == (0, [], None)
+
+
+@pytest.mark.parametrize("status", [1, 99])
+def test_a_status_between_0_and_100_is_rejected(status: int) -> None:
+    with pytest.raises(ConfError, match=r"status: must be 0 \(unchanged\) or an integer in 100"):
+        ResponseRewrite().parse_conf(json.dumps({"status": status}).encode())

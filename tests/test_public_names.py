@@ -100,3 +100,24 @@ def test_twin_classes_have_exactly_the_stub_members(family: str, impl: str) -> N
         public = {name for name in dir(cls) if not name.startswith("_")}
         assert public == {name for name in members if not name.startswith("_")}, class_name
         assert {name for name in members if name.startswith("_")} <= set(dir(cls)), class_name
+
+
+def test_the_typed_confs_module_exports_exactly_its_api() -> None:
+    """a6runner.confs is public (plugins import its markers): its names are these, each
+    defined there is exported, and a6runner's own public names are unchanged by it."""
+    import a6runner
+    from a6runner import confs
+
+    assert sorted(confs.__all__) == [
+        "JSON_SCHEMA_DIALECT",
+        "Length",
+        "Matches",
+        "Range",
+        "conf_schema",
+        "decode_conf",
+        "ignore_unknown_fields",
+        "parse_json",
+    ]
+    assert unexported_definitions(confs) == []
+    assert all(hasattr(confs, name) for name in confs.__all__)
+    assert "confs" not in a6runner.__all__  # a module, imported as a6runner.confs

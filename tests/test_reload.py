@@ -352,7 +352,8 @@ def test_the_watcher_calls_back_on_a_change_and_reports_a_failure(tmp_path: Path
 
 def test_a_replaced_worker_that_dies_is_not_started_again(tmp_path: Path) -> None:
     """The supervisor's reaper: an old worker dying while its replacement is already
-    there is not respawned (that would leave an extra worker), a retiring one neither."""
+    starting is not respawned (that would leave an extra worker): the replacement takes
+    its place at once; a retiring one neither."""
     from a6runner._reload import PluginLoader
     from a6runner._settings import Settings
     from a6runner._workers import Supervisor, _Channel
@@ -368,14 +369,19 @@ def test_a_replaced_worker_that_dies_is_not_started_again(tmp_path: Path) -> Non
         if pid == 0:
             os._exit(3)
         channel = _Channel(0, socket.socket(), pid, generation=0)
+        channel.ready = True
         channel.retiring = retiring
+        if not retiring:
+            channel.successor, replacement.predecessor = replacement, channel
         supervisor.channels[pid] = channel
         dead.append(pid)
     try:
         for pid in dead:
             os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped yet
-        supervisor._reap()  # it would fail (no listener) if it started a worker
+        supervisor._reap()
         assert list(supervisor.channels.values()) == [replacement]
+        assert replacement.predecessor is None  # nothing to retire once it is ready
+        supervisor._start_vacant()  # it would fail (no listener) if it started a worker
     finally:
         for pid in dead:
             with contextlib.suppress(ChildProcessError):

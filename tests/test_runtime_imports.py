@@ -64,8 +64,19 @@ def test_a_serving_runner_never_imports_the_flatbuffers_reference(
 # may declare an entry-point plugin; uuid/secrets/hashlib when request-id generates an id
 # or a limit names its conf; ipaddress when a plugin reads src_ip or ip-restriction parses
 # a conf. Never in a run: shutil (and bz2, lzma behind it), which argparse imports for the
-# terminal width unless given one; pickle (the supervisor link is marshal data).
+# terminal width unless given one; pickle (the supervisor link is marshal data). Never in
+# a run either: the conf tools (schema, check-route) and PyYAML they read YAML with, the
+# scaffold, the pytest plugin, and the conf adapters with msgspec and pydantic (only for a
+# conf type of theirs).
 ON_FIRST_USE = (
+    "yaml",
+    "a6runner._conf_tools",
+    "a6runner._conf_adapters",
+    "a6runner._scaffold",
+    "a6runner.pytest_plugin",
+    "msgspec",
+    "pydantic",
+    "jsonschema",
     "importlib.metadata",
     "email",
     "zipfile",

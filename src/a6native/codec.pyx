@@ -10,8 +10,10 @@ straight into the one bytes object that is returned as the frame.
 
 Laid out like msgpack's ``_cmsgpack.pyx``: this file holds what every part shares (C
 declarations, the protocol vocabulary from cprotocol.pxd, the error types from
-a6native.errors) and includes the parts, each a section of the pure twin in the same
-order: codec_frames.pxi, codec_readers.pxi, codec_builders.pxi. The FlatBuffers wire
+a6native.errors) and includes the parts, each the twin of one module of the pure side
+(``a6runner._codec_py`` re-exports them), in the same order: codec_frames.pxi
+(``_codec_frames_py``), codec_readers.pxi (``_codec_readers_py``), codec_builders.pxi
+(``_codec_builders_py``). The FlatBuffers wire
 primitives both readers and builders use are inline C helpers in flatbuffers_layout.pxd.
 """
 
@@ -149,7 +151,7 @@ cdef bytes _payload_bytes(object buf):
     return memoryview(buf).tobytes()
 
 
-# The three parts of the codec, in the order of codec.pyi and of the pure twin's sections.
+# The three parts of the codec, in the order of codec.pyi and of the pure twin's modules.
 # Textual includes keep one C module, so every helper still inlines across them.
 include "codec_frames.pxi"
 include "codec_readers.pxi"

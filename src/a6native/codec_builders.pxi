@@ -1,5 +1,5 @@
 # Included by codec.pyx: the builders (our replies, then what APISIX sends), in the order of
-# the "builders" section of a6runner/_codec_py.py. Each measures its frame, allocates the
+# their pure twin, a6runner/_codec_builders_py.py. Each measures its frame, allocates the
 # one bytes object it returns and writes the payload forward into it.
 
 # --- builder primitives ------------------------------------------------------------------

@@ -1,5 +1,5 @@
-# Included by codec.pyx: frame headers and the stream splitter, in the order of the
-# "frames" section of a6runner/_codec_py.py.
+# Included by codec.pyx: frame headers and the stream splitter, in the order of their
+# pure twin, a6runner/_codec_frames_py.py.
 
 # --- frames ------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-# Included by codec.pyx: the readers (runner side: what APISIX sends), in the order of the
-# "readers" section of a6runner/_codec_py.py. Validate the whole reachable structure in C,
+# Included by codec.pyx: the readers (runner side: what APISIX sends), in the order of their
+# pure twin, a6runner/_codec_readers_py.py. Validate the whole reachable structure in C,
 # remember where each field lives, create Python objects on first access.
 
 # --- reader primitives -------------------------------------------------------------------

@@ -54,6 +54,13 @@ class ConfError(A6Error, ValueError):
     rewriter's filter compiler rejects a bad filter with it.
     """
 
+    field: str
+    """The conf field at fault (``"headers.set"``); ``""`` for the conf as a whole."""
+    problem: str
+    """What is wrong with it (``"must map header names to strings"``)."""
+    got: str | None
+    """The kind of value the field had (``"an array"``), never the value; None if not given."""
+
     def __init__(self, field_or_problem: str, problem: str | None = None, **got: object) -> None:
         if problem is None:
             field, problem = "", field_or_problem

@@ -27,7 +27,21 @@ def _as_re_replacement(pieces: list[Piece]) -> bytes:
 
 
 class BodyRewriter:
-    """An ordered list of (regex, scope, replace) filters compiled once, at conf time."""
+    """An ordered list of (regex, scope, replace) filters compiled once, at conf time: what
+    response-rewrite's ``filters`` use, for any plugin that rewrites a body.
+
+    * ``regex``: a Python ``re`` pattern (str), compiled for bytes (UTF-8 encoded).
+    * ``scope``: ``"once"`` replaces the first match, ``"global"`` every match.
+    * ``replace``: a template in the Go runner's (regexp.Expand) syntax: ``$1`` / ``${1}`` a
+      numbered group, ``$name`` / ``${name}`` a named group (``$name`` takes the longest run
+      of ``[A-Za-z0-9_]``), ``$$`` a literal ``$``; a group that does not exist or did not
+      participate expands to nothing; a ``$`` not followed by a valid reference is literal.
+
+    Raises ``ConfError`` (naming the filter and its field) for a regex that does not
+    compile, a scope other than once/global, or a non-str field. ``a6runner.BodyRewriter``
+    is the compiled twin (``a6native.bodyrewrite``) unless pure Python was asked for; both
+    behave the same.
+    """
 
     __slots__ = ("_filters",)
 
@@ -42,10 +56,16 @@ class BodyRewriter:
                 self._filters.append((f.pattern, None, _as_re_replacement(f.pieces), f.re_count))
 
     def __len__(self) -> int:
+        """The number of filters."""
         return len(self._filters)
 
     def rewrite(self, body: bytes) -> bytes | None:
-        """Apply every filter in order; the rewritten body, or None when none matched."""
+        """Apply every filter in order, each to the output of the previous one.
+
+        Matches are exactly those of ``pattern.search`` (once) and ``pattern.finditer``
+        (global) on the current body. Returns the rewritten body when at least one filter
+        matched (an empty match counts), else None (leave the body unchanged).
+        """
         if not isinstance(body, bytes):
             body = bytes(memoryview(body))
         matched = False

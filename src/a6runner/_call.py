@@ -17,11 +17,11 @@ import json
 import logging
 import socket
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._plugin import METHODS
-from ._registry import PluginLoadError, add_plugin_options
+from ._plugin import METHODS, Plugin
+from ._registry import PluginLoadError, add_plugin_options, build_registry
 
 if TYPE_CHECKING:
     from .testing import Reply
@@ -45,7 +45,9 @@ JSON|@FILE|@- arguments take the text itself, a file's content, or standard inpu
 
 exit status:
   0  the runner answered the call (any action)
-  1  the runner answered with an error (PrepareConf or the call)
+  1  the runner answered with an error (PrepareConf or the call), or the call was not
+     made: a plugin it names is not served, or its conf is refused (checked first, with
+     --sock against the plugins installed here: stderr says what was checked)
   2  bad arguments or input, or plugins that do not load
   3  no runner to talk to: nothing at the socket, connection closed, or no answer in time
 """
@@ -265,8 +267,8 @@ def call_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _runner(args: argparse.Namespace) -> Iterator[tuple[str, set[str] | None]]:
-    """(socket path, the names of the plugins it serves or None when not known)."""
+def _runner(args: argparse.Namespace) -> Iterator[tuple[str, Mapping[str, Plugin] | None]]:
+    """(socket path, the plugins it serves by name, or None when not known)."""
     if args.sock and args.listen:
         raise UsageError("give --sock PATH or --listen unix:PATH, not both")
     if (args.sock or args.listen) and (args.plugins or args.no_bundled or args.no_entry_points):
@@ -294,7 +296,7 @@ def _runner(args: argparse.Namespace) -> Iterator[tuple[str, set[str] | None]]:
         with run_runner(
             paths=args.plugins, bundled=not args.no_bundled, entry_points=not args.no_entry_points
         ) as runner:
-            yield runner.socket_path, set(runner.plugins)
+            yield runner.socket_path, runner.plugins
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
@@ -452,14 +454,10 @@ def run(args: argparse.Namespace) -> int:
         conf = conf_entries(args)
         options = call_options(args)
         with _runner(args) as (path, served):
-            if served is not None:
-                unknown = [name for name, _ in conf if name not in served]
-                if unknown:
-                    raise UsageError(
-                        f"no plugin named {', '.join(map(repr, unknown))} in this runner "
-                        f"(it serves {', '.join(sorted(served)) or 'none'}): "
-                        "load yours with --plugins PATH|MODULE"
-                    )
+            refused = _refused(conf, served, path)
+            if refused is not None:
+                print(f"a6-runner call: error: {refused}", file=sys.stderr)
+                return EXIT_ERROR_REPLY
             phase = "response" if args.response else "request"
             try:
                 with Client(path, args.timeout) as apisix:
@@ -486,6 +484,51 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_reply(phase, options, reply))
     return EXIT_ERROR_REPLY if reply.kind == "error" else EXIT_ANSWERED
+
+
+def _refused(
+    conf: Sequence[tuple[str, str | bytes]], served: Mapping[str, Plugin] | None, path: str
+) -> str | None:
+    """Why the call is not worth making: a conf entry names no plugin the runner serves,
+    or its plugin refuses the conf (as PrepareConf would, which still answers a token).
+    For a runner elsewhere (``served`` None) the conf is checked against the plugins
+    installed here, and stderr says so."""
+    from ._conf_tools import check_conf
+
+    remote = served is None
+    if served is None:
+        try:
+            served = {n: r.plugin for n, r in build_registry().items()}
+        except PluginLoadError as exc:
+            print(f"a6-runner call: the conf was not checked here: {exc}", file=sys.stderr)
+            return None
+    checked, absent = [], []
+    for name, raw in conf:
+        plugin = served.get(name)
+        if plugin is None:
+            if remote:
+                absent.append(name)
+                continue
+            return (
+                f"no plugin named {name!r} in this runner (it serves "
+                f"{', '.join(sorted(served)) or 'none'}): load yours with --plugins PATH|MODULE"
+            )
+        finding = check_conf(plugin, raw.encode() if isinstance(raw, str) else raw)
+        if finding is not None and finding.severity == "problem":
+            outcome = (
+                f"every call with it is refused with {plugin.guard_status} ({name!r} is a guard)"
+                if plugin.guard
+                else "the runner skips that entry"
+            )
+            return f"the conf of {name!r} is refused: {finding.message}; {outcome}"
+        checked.append(name if finding is None else f"{name} ({finding.message})")
+    if remote:
+        said = f"checked here first: {', '.join(checked)} accepted" if checked else ""
+        if absent:
+            not_here = f"not installed here, not checked: {', '.join(absent)}"
+            said = f"{said}; {not_here}" if said else not_here
+        print(f"a6-runner call: conf {said} (the runner at {path} decides)", file=sys.stderr)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from ._settings import (
     DEFAULT_MEMORY,
     DEFAULT_STALL_WARNING,
     MAX_BUSY_POLL,
+    UNKNOWN_PLUGINS,
     Limits,
 )
 
@@ -29,13 +30,16 @@ COMMANDS = {
     "run": "serve APISIX on APISIX_LISTEN_ADDRESS (what APISIX's ext-plugin.cmd starts)",
     "plugins": "list the registered plugins and where each came from",
     "call": "send one call to a runner and print the answer (curl for the runner)",
+    "schema": "print the JSON Schema of each plugin's conf",
+    "check-route": "check the ext-plugin confs of APISIX routes before they are deployed",
+    "new": "start a plugin package: a plugin with a typed conf, its tests, pyproject.toml",
     "bench": "APISIX-like end-to-end load driver",
 }
 EXIT_STATUS = """\
 exit status:
   0  done (run: a clean shutdown)
   1  a runtime or configuration error: a bad setting, socket path or log file
-  2  a usage error (a bad flag), or plugins that do not load"""
+  2  a usage error (a bad flag), or plugins that do not load or start"""
 MAIN_EPILOG = (
     "Run 'a6-runner COMMAND --help' for a command's options.\n\n"
     + EXIT_STATUS
@@ -50,7 +54,8 @@ environment (APISIX sets the first two; the flags above override them):
 signals:
   TERM, INT  finish the calls in flight, remove the socket, exit 0
   HUP        reload the plugins' code; tokens stay valid, calls in flight finish on
-             the old code (with --workers N the workers are replaced one by one)
+             the old code (with --workers N the workers are replaced one by one, each
+             passing its connections to its successor: no call is lost)
   USR1       reopen --log-file (for logrotate)
 
 {EXIT_STATUS}"""
@@ -305,12 +310,26 @@ def build_parser() -> argparse.ArgumentParser:
         f"concurrency, for idle CPU (default 0: off; at most {int(MAX_BUSY_POLL * 1e6)})",
     )
     p_run.add_argument(
+        "--max-worker-memory",
+        type=_mebibytes,
+        metavar="MIB",
+        help="replace a worker whose own memory (USS) stays above this, without losing a "
+        "call (off by default; with --workers 1 a supervisor runs one worker)",
+    )
+    p_run.add_argument(
         "--no-parent-watch",
         action="store_true",
         help="keep running when the process that started the runner exits (a runner "
         "started by hand under a process supervisor)",
     )
     add_plugin_options(p_run)
+    p_run.add_argument(
+        "--unknown-plugins",
+        choices=UNKNOWN_PLUGINS,
+        default="skip",
+        help="a route's conf entry naming a plugin that is not registered: skip that entry "
+        "(default, as the other runners do) or refuse every call with that conf (503)",
+    )
     _add_observability_options(p_run)
 
     p_plugins = sub.add_parser(
@@ -323,14 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_plugin_options(p_plugins)
 
     # listed here for --help; main() hands them their arguments before parsing
-    sub.add_parser("call", help=COMMANDS["call"], add_help=False)
+    for command in ("call", "schema", "check-route", "new"):
+        sub.add_parser(command, help=COMMANDS[command], add_help=False)
     sub.add_parser("bench", help=COMMANDS["bench"], add_help=False)
     return parser
 
 
 def _no_command(parser: argparse.ArgumentParser) -> int:
     parser.print_usage(sys.stderr)
-    commands = "\n".join(f"  {name:<9} {text}" for name, text in COMMANDS.items())
+    commands = "\n".join(f"  {name:<11} {text}" for name, text in COMMANDS.items())
     print(
         f"a6-runner: error: no command given; the commands are:\n{commands}\n"
         "Run 'a6-runner COMMAND --help' for a command's options, 'a6-runner --help' for more.",
@@ -341,7 +361,20 @@ def _no_command(parser: argparse.ArgumentParser) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # `call` and `bench` have their own parsers and imports: `a6-runner run` never loads them
+    # `call`, `bench` and the conf tools have their own parsers and imports: `a6-runner run`
+    # never loads them
+    if argv[:1] == ["schema"]:
+        from ._conf_tools import schema_main
+
+        return schema_main(argv[1:])
+    if argv[:1] == ["check-route"]:
+        from ._conf_tools import check_route_main
+
+        return check_route_main(argv[1:])
+    if argv[:1] == ["new"]:
+        from ._scaffold import main as new_main
+
+        return new_main(argv[1:])
     if argv[:1] == ["call"]:
         from ._call import main as call_main
 
@@ -380,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reload=args.reload,
                 metrics=args.metrics,
                 otel=args.otel,
+                unknown_plugins=args.unknown_plugins,
+                max_worker_memory=args.max_worker_memory,
             )
         if args.command == "plugins":
             registry = build_registry(

@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from ._errors import ConfError
 from ._kernels import codec
-from ._plugin import Needs, Plugin
+from ._plugin import Needs, Plugin, Request, Response
 
 log = logging.getLogger("a6runner.conf")
 
@@ -72,7 +72,7 @@ def _chain(entries: Sequence[Entry], phase: int) -> tuple[Filters, Prefetch]:
 Entry = tuple[Plugin, Any, Needs]  # a plugin, its parsed conf, what its filters read
 
 
-def _needs(plugin: Plugin, conf: Any) -> Needs:
+def needs_of(plugin: Plugin, conf: Any) -> Needs:
     needs = plugin.needs(conf)
     if not isinstance(needs, Needs):
         needs = Needs(*needs)
@@ -81,52 +81,125 @@ def _needs(plugin: Plugin, conf: Any) -> Needs:
     return Needs(tuple(needs.vars), bool(needs.body), bool(needs.resp_body))
 
 
-def _log_rejected(name: str, exc: BaseException) -> None:
-    """Say why an entry was skipped, never with a value of its conf (secrets end up in
-    APISIX's error.log): a ConfError carries none; any other exception's message may quote
-    the conf, so only its type is said at the default level."""
+def _log_rejected(name: str, exc: BaseException, refusal: Refusal | None = None) -> None:
+    """Say why an entry was skipped (or, for a guard, why its calls are refused), never with
+    a value of its conf (secrets end up in APISIX's error.log): a ConfError carries none;
+    any other exception's message may quote the conf, so only its type is said at the
+    default level."""
+    if refusal is not None:
+        outcome = (
+            f"rejected: {name!r} is a guard, so every call with this conf is refused with "
+            f"{refusal.status} until the route's conf is fixed"
+        )
+        level = logging.ERROR
+    else:
+        outcome, level = "skipped", logging.WARNING
     if isinstance(exc, ConfError):
-        log.warning("conf entry %r skipped: %s", name, exc)
+        log.log(level, "conf entry %r %s: %s", name, outcome, exc)
         return
-    log.warning(
-        "conf entry %r skipped: its plugin raised %s (message not logged: it may quote the "
+    log.log(
+        level,
+        "conf entry %r %s: its plugin raised %s (message not logged: it may quote the "
         "conf; --log-level debug shows it)",
         name,
+        outcome,
         type(exc).__name__,
     )
     log.debug("conf entry %r: %s: %s", name, type(exc).__name__, exc)
 
 
+class Refusal:
+    """Stands in for the whole chain of a conf that must not be served: a guard plugin's
+    entry failed validation, or (``--unknown-plugins refuse``) an entry names no
+    registered plugin. Every call with the conf is refused before any filter runs — with a
+    Stop, never an error frame, which APISIX would let through with ``allow_degradation``:
+
+    * request phase: a Stop with ``status`` and no body (APISIX answers its own error page);
+    * response phase: ``status``, the upstream headers replaced by a single
+      ``Content-Type: text/plain``, and the body ``"<status> <reason>\\n"``, so nothing of
+      the upstream response reaches the client.
+    """
+
+    def __init__(self, name: str, status: int) -> None:
+        self.name = name  # the refused entry's plugin: _chain names filters by it
+        self.status = status
+        import http  # only when a conf is refused
+
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Refused"
+        self.body = f"{status} {reason}\n".encode()
+
+    def request_filter(self, conf: Any, req: Request) -> None:
+        req.response.status = self.status
+
+    def response_filter(self, conf: Any, resp: Response) -> None:
+        resp.status = self.status
+        headers = resp.headers
+        upstream = headers.keys()  # a list: deleting while going through it is fine
+        for name in upstream:
+            headers.delete(name)
+        headers.set("Content-Type", "text/plain")
+        resp.set_body(self.body)
+
+
 def parse_entries(plugins: Mapping[str, Plugin], conf: RawConf) -> tuple[Entry, ...]:
+    """The entries ``parse_chain`` keeps (none when it refuses the conf)."""
+    return parse_chain(plugins, conf)[0]
+
+
+def parse_chain(
+    plugins: Mapping[str, Plugin], conf: RawConf, refuse_unknown: bool = False
+) -> tuple[tuple[Entry, ...], Refusal | None]:
     """Let each named plugin parse its conf; unknown names and bad confs are logged and
-    skipped (the reference runners never fail a whole conf for one entry)."""
+    skipped (the reference runners never fail a whole conf for one entry), except a bad
+    conf of a guard plugin and, with ``refuse_unknown``, an unknown name: then the whole
+    conf is refused (the Refusal says how), and its other entries are not parsed."""
     parsed: list[Entry] = []
     for name, raw in conf:
         plugin = plugins.get(name)
         if plugin is None:
+            if refuse_unknown:
+                log.error(
+                    "conf entry %r: no plugin with that name is registered; with "
+                    "--unknown-plugins refuse every call with this conf is refused with 503",
+                    name,
+                )
+                return (), Refusal(name, 503)
             log.warning("conf entry %r skipped: no plugin with that name is registered", name)
             continue
         try:
             parsed_conf = plugin.parse_conf(raw)
-            parsed.append((plugin, parsed_conf, _needs(plugin, parsed_conf)))
+            parsed.append((plugin, parsed_conf, needs_of(plugin, parsed_conf)))
         except BaseException as exc:  # a plugin's parse_conf may raise anything: skip it
-            _log_rejected(name, exc)
-    return tuple(parsed)
+            refusal = Refusal(name, plugin.guard_status) if plugin.guard else None
+            _log_rejected(name, exc, refusal)
+            if refusal is not None:
+                return (), refusal
+    return tuple(parsed), None
 
 
 @dataclass(slots=True)
 class PreparedConf:
     """A route's parsed plugin chain, ready to call, and the conf it was parsed from (a
-    reload parses it again with the new plugins)."""
+    reload parses it again with the new plugins). A refused conf (``refusal``) has one
+    filter per phase, the Refusal's, in place of the chain."""
 
     entries: tuple[Entry, ...]
     raw: RawConf = ()
+    refusal: Refusal | None = None
     # Per phase, indexed by _chain.Phase.index (request, response): the filters, and
     # where the chain prefetches what they declared.
     filters: tuple[Filters, Filters] = field(init=False)
     prefetch: tuple[Prefetch, Prefetch] = field(init=False)
 
     def __post_init__(self) -> None:
+        refusal = self.refusal
+        if refusal is not None:
+            self.filters = ((refusal.request_filter, None),), ((refusal.response_filter, None),)
+            self.prefetch = (NO_PREFETCH, NO_PREFETCH)
+            return
         (req, req_prefetch), (resp, resp_prefetch) = (
             _chain(self.entries, 0),
             _chain(self.entries, 1),
@@ -135,8 +208,11 @@ class PreparedConf:
         self.prefetch = (req_prefetch, resp_prefetch)
 
     @classmethod
-    def parse(cls, plugins: Mapping[str, Plugin], conf: RawConf) -> PreparedConf:
-        return cls(parse_entries(plugins, conf), tuple(conf))
+    def parse(
+        cls, plugins: Mapping[str, Plugin], conf: RawConf, refuse_unknown: bool = False
+    ) -> PreparedConf:
+        entries, refusal = parse_chain(plugins, conf, refuse_unknown)
+        return cls(entries, tuple(conf), refusal)
 
 
 class TokenAllocator:
@@ -239,22 +315,27 @@ class TokenStore(Generic[T]):
 
 
 class ConfStore:
-    """PrepareConf and token lookup in one process (``--workers 1``)."""
+    """PrepareConf and token lookup in one process (``--workers 1``). With
+    ``refuse_unknown`` a conf naming an unregistered plugin is refused, not skipped."""
 
     def __init__(
         self,
         plugins: Mapping[str, Plugin],
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
+        refuse_unknown: bool = False,
     ) -> None:
         self.plugins = plugins
+        self.refuse_unknown = refuse_unknown
         self.tokens: TokenStore[PreparedConf] = TokenStore(ttl, clock)
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def prepare(self, key: str | None, conf: RawConf) -> int:
-        token, _ = self.tokens.prepare(key, lambda: PreparedConf.parse(self.plugins, conf))
+        token, _ = self.tokens.prepare(
+            key, lambda: PreparedConf.parse(self.plugins, conf, self.refuse_unknown)
+        )
         return token
 
     def lookup(self, token: int) -> PreparedConf | None:
@@ -265,4 +346,6 @@ class ConfStore:
         (the same tokens, keys and expiries; calls in flight keep the chain they started
         with). Returns how many tokens were parsed again."""
         self.plugins = plugins
-        return self.tokens.replace_values(lambda old: PreparedConf.parse(plugins, old.raw))
+        return self.tokens.replace_values(
+            lambda old: PreparedConf.parse(plugins, old.raw, self.refuse_unknown)
+        )

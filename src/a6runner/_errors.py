@@ -9,6 +9,17 @@ runtime's own errors below subclass the same :class:`A6Error`.
 from a6native.errors import A6Error, ConfError, DecodeError, FrameTooLarge, ProtocolError
 
 
+class OptionalPackageMissing(ConfError):
+    """A conf asks for a feature whose optional package is not installed (limit-count with
+    ``policy: redis`` without the redis extra): a conf error for the runner, a warning for
+    ``a6-runner check-route``, which checks confs for another machine."""
+
+    def __init__(self, package: str, install: str, problem: str) -> None:
+        super().__init__(problem)
+        self.package = package  # the module that is missing, e.g. "redis"
+        self.install = install  # what installs it, e.g. "pip install 'a6runner[redis]'"
+
+
 class ConfigError(A6Error):
     """A runner setting (environment variable, flag, socket path) is unusable: a startup
     error with a message, not a traceback."""
@@ -53,7 +64,9 @@ class PluginError(A6Error):
     def __init__(self, plugin: str, phase: str, cause: BaseException) -> None:
         super().__init__(f"plugin {plugin!r} {phase} filter raised {type(cause).__name__}")
         self.plugin = plugin
+        """The plugin's name."""
         self.phase = phase
+        """``"request"`` or ``"response"``."""
 
 
 __all__ = [
@@ -64,6 +77,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "FrameTooLarge",
+    "OptionalPackageMissing",
     "PeerClosed",
     "PluginError",
     "ProtocolError",

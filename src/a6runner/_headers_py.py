@@ -46,7 +46,20 @@ def _require_str_value(value: object) -> None:
 
 
 class MultiMap:
-    """An ordered multi-map of ``str`` names to ``str`` values that remembers what changed."""
+    """An ordered multi-map of ``str`` names to ``str`` values that remembers what changed:
+    ``req.headers``, ``req.args``, ``req.resp_headers``, ``resp.headers`` and the headers
+    of ``req.response``.
+
+    ``ignore_case=True`` (headers): names compare case-insensitively (ASCII lower-case);
+    ``ignore_case=False`` (query args): names compare exactly. The spelling of a name is
+    kept as first seen, and replaced by the spelling of the latest ``set``/``add``.
+    Values given as None (a header or arg sent without value) are stored as ``""`` when
+    they come from ``entries``; ``set``/``add`` require ``str``.
+
+    The runner sends APISIX only what changed (``changes()``). The compiled twin,
+    ``a6native.headers.MultiMap``, behaves the same; ``a6runner.MultiMap`` is the one this
+    process uses.
+    """
 
     __slots__ = ("_first", "_fold", "_holes", "_keys", "_original", "_spelling", "_values")
 
@@ -111,29 +124,36 @@ class MultiMap:
         ]
 
     def get(self, name: str, default: str | None = None) -> str | None:
+        """First value of ``name``, or ``default``."""
         slot = self._first.get(self._fold(name))
         return default if slot is None else self._values[slot]
 
     def getall(self, name: str) -> list[str]:
+        """Every value of ``name`` in order (``[]`` when absent)."""
         return self._values_of(self._fold(name))
 
     def __getitem__(self, name: str) -> str:
+        """First value of ``name``; KeyError when absent."""
         slot = self._first.get(self._fold(name))
         if slot is None:
             raise KeyError(name)
         return self._values[slot]  # type: ignore[return-value]
 
     def __contains__(self, name: object) -> bool:
+        """Whether ``name`` has a value (``"X-A" in req.headers``)."""
         return isinstance(name, str) and self._fold(name) in self._first
 
     def __len__(self) -> int:
+        """Number of (name, value) entries."""
         return len(self._keys) - self._holes
 
     def __iter__(self) -> Iterator[str]:
+        """Entry names in order (a name repeats once per value)."""
         spelling = self._spelling
         return iter([spelling.get(key, key) for key in self._keys if key is not None])
 
     def items(self) -> list[tuple[str, str]]:
+        """Every (name, value) entry in order."""
         spelling = self._spelling
         if not spelling and not self._holes:
             return list(zip(self._keys, self._values, strict=True))  # type: ignore[arg-type]
@@ -144,6 +164,7 @@ class MultiMap:
         ]
 
     def keys(self) -> list[str]:
+        """Distinct names in order of first appearance."""
         spelling = self._spelling
         return [spelling.get(key, key) for key in self._first]
 
@@ -206,6 +227,8 @@ class MultiMap:
         self._values.append(value)
 
     def set(self, name: str, value: str) -> None:
+        """Replace every value of ``name`` with ``value``; the entry takes the place of the
+        first old one, or goes last when the name is new."""
         key = self._fold(name)
         if type(value) is not str:
             _require_str_value(value)
@@ -232,6 +255,7 @@ class MultiMap:
                 break
 
     def add(self, name: str, value: str) -> None:
+        """Append one more value for ``name``."""
         key = self._fold(name)
         _require_str_value(value)
         self._remember_original(key, self._first.get(key))
@@ -239,6 +263,7 @@ class MultiMap:
         self._append(key, value)
 
     def delete(self, name: str) -> bool:
+        """Remove every value of ``name``; True if there was any."""
         key = self._fold(name)
         slot = self._first.get(key)
         if slot is None:
@@ -249,9 +274,11 @@ class MultiMap:
         return True
 
     def __setitem__(self, name: str, value: str) -> None:
+        """``set(name, value)``."""
         self.set(name, value)
 
     def __delitem__(self, name: str) -> None:
+        """Like ``delete(name)``, but KeyError when absent."""
         if not self.delete(name):
             raise KeyError(name)
 
@@ -259,12 +286,20 @@ class MultiMap:
 
     @property
     def changed(self) -> bool:
+        """True when ``changes()`` would be non-empty."""
         original = self._original
         if original is None:
             return False
         return any(self._values_of(key) != before for key, before in original.items())
 
     def changes(self) -> list[tuple[str, str | None]]:
+        """The minimal diff against the entries given at construction.
+
+        Only names whose value list now differs from the original one are reported, in the
+        order they were first modified. A name with no values left yields ``(name, None)``;
+        otherwise one ``(name, value)`` per current value, in order, with the latest
+        spelling of the name. Setting a value back to the original reports nothing.
+        """
         original = self._original
         if original is None:
             return []
@@ -282,6 +317,9 @@ class MultiMap:
         return diff
 
     def changes_joined(self, sep: str = ", ") -> list[tuple[str, str | None]]:
+        """Like ``changes()`` but one entry per name, values joined with ``sep`` (APISIX
+        applies Rewrite request headers with set_header: the last entry of a name would
+        win)."""
         original = self._original
         if original is None:
             return []

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, NamedTuple
 
-from ._errors import A6Error, ConfError
+from ._errors import A6Error, ConfError, OptionalPackageMissing
 
 POLICIES = ("local", "redis", "redis-cluster")
 
@@ -38,9 +38,13 @@ class Quota(NamedTuple):
     (A named tuple: made on every call, it must be cheap.)"""
 
     allowed: bool
+    """Whether this call fits (a call that does not fit is not counted)."""
     limit: int
+    """The window's limit, as asked."""
     remaining: int
+    """What is left of the limit after this call (0 when it did not fit)."""
     reset: float
+    """Seconds until the window ends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +54,27 @@ class RedisTarget:
     the repr."""
 
     nodes: tuple[tuple[str, int], ...]
+    """(host, port) of the server, or the cluster's seed nodes."""
     cluster: bool = False
+    """A Redis Cluster (``redis-cluster``) rather than one server (``redis``)."""
     username: str | None = None
+    """ACL user name (``redis_username``)."""
     password: str | None = field(default=None, repr=False)
+    """AUTH password (``redis_password``); never logged."""
     database: int = 0
-    timeout: float = 1.0  # seconds, for each connect, send and read
+    """The database number (SELECT), one server only."""
+    timeout: float = 1.0
+    """Seconds each connect, send and read may take (``redis_timeout`` / 1000)."""
     ssl: bool = False
+    """TLS."""
     ssl_verify: bool = False
-    keepalive_timeout: float = 10.0  # seconds an unused pool keeps its connections
-    keepalive_pool: int = 100  # connections per worker (per node of a cluster)
+    """Check the server's certificate."""
+    keepalive_timeout: float = 10.0
+    """Seconds an unused pool keeps its connections."""
+    keepalive_pool: int = 100
+    """Connections per worker (per node of a cluster)."""
     cluster_name: str | None = None
+    """The cluster's name, for the logs."""
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -84,7 +99,9 @@ class LimitPolicy:
     reads APISIX's ``policy`` and ``redis_*`` fields."""
 
     name: str = "local"
+    """``"local"``, ``"redis"`` or ``"redis-cluster"``."""
     redis: RedisTarget | None = None
+    """Where Redis is; None for ``local`` (the runner keeps the limit)."""
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> LimitPolicy:
@@ -96,7 +113,10 @@ class LimitPolicy:
         if name == "local":
             return LOCAL
         if importlib.util.find_spec("redis") is None:
-            raise ConfError(f"policy {name} needs the redis package: pip install 'a6runner[redis]'")
+            install = "pip install 'a6runner[redis]'"
+            raise OptionalPackageMissing(
+                "redis", install, f"policy {name} needs the redis package: {install}"
+            )
         load_redis()  # starts now, while the conf is prepared; the first call waits for it
         if name == "redis":
             target = RedisTarget(
@@ -124,6 +144,55 @@ class LimitPolicy:
                 cluster_name=_string(conf, "redis_cluster_name", min_length=1),
             )
         return cls(name, target)
+
+    @staticmethod
+    def conf_schema() -> dict[str, Any]:
+        """The JSON Schema of the fields ``LimitPolicy.from_conf`` reads (``policy`` and the
+        ``redis_*`` fields), to merge into a limit plugin's ``conf_schema``: ``properties``
+        and the ``allOf`` saying which fields each policy requires."""
+        string = {"type": "string"}
+        flag = {"type": "boolean", "default": False}
+
+        def integer(minimum: int, default: int, maximum: int | None = None) -> dict[str, Any]:
+            bounds = {"maximum": maximum} if maximum is not None else {}
+            return {"type": "integer", "minimum": minimum, **bounds, "default": default}
+
+        return {
+            "properties": {
+                "policy": {"enum": list(POLICIES), "default": "local"},
+                "redis_host": {**string, "minLength": 2},
+                "redis_port": integer(1, 6379, 65535),
+                "redis_username": {**string, "minLength": 1},
+                "redis_password": string,
+                "redis_database": integer(0, 0),
+                "redis_timeout": integer(1, 1000),
+                "redis_ssl": flag,
+                "redis_ssl_verify": flag,
+                "redis_keepalive_timeout": integer(1000, 10000),
+                "redis_keepalive_pool": integer(1, 100),
+                "redis_cluster_nodes": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {**string, "minLength": 2, "maxLength": 100},
+                },
+                "redis_cluster_name": {**string, "minLength": 1},
+                "redis_cluster_ssl": flag,
+                "redis_cluster_ssl_verify": flag,
+            },
+            "allOf": [
+                {
+                    "if": {"properties": {"policy": {"const": "redis"}}, "required": ["policy"]},
+                    "then": {"required": ["redis_host"]},
+                },
+                {
+                    "if": {
+                        "properties": {"policy": {"const": "redis-cluster"}},
+                        "required": ["policy"],
+                    },
+                    "then": {"required": ["redis_cluster_nodes", "redis_cluster_name"]},
+                },
+            ],
+        }
 
 
 LOCAL = LimitPolicy()

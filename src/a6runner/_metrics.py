@@ -148,6 +148,7 @@ def families(
     gauges: dict[str, float],
     restarts: int,
     processes: Sequence[tuple[str, int]],
+    recycles: int = 0,
 ) -> list[Metric]:
     """Every metric family of the runner (README, Monitoring, says what each means)."""
     from prometheus_client.metrics_core import (
@@ -222,6 +223,11 @@ def families(
         ),
         CounterMetricFamily(
             "a6runner_worker_restarts", "Workers that died and were replaced.", restarts
+        ),
+        CounterMetricFamily(
+            "a6runner_worker_recycles",
+            "Workers replaced for using more memory than --max-worker-memory.",
+            recycles,
         ),
     ]
     return result + _process_families(processes, Metric)
@@ -411,6 +417,7 @@ class WorkerReports:
         self.retired = empty_snapshot()
         self.last: dict[int, tuple[Snapshot, float]] = {}
         self.restarts = 0
+        self.recycles = 0  # workers replaced for their memory (--max-worker-memory)
 
     def report(self, pid: int, snapshot: Snapshot) -> None:
         self.last[pid] = (snapshot, self._clock())

@@ -378,7 +378,11 @@ class Observer:
                 for method, phase in phases
                 if getattr(type(plugin), method) is not getattr(Plugin, method)
             ]
-            attrs: dict[str, Any] = {"name": name}
+            attrs: dict[str, Any] = {
+                "name": name,
+                "guard": plugin.guard,
+                "guard_status": plugin.guard_status,
+            }
             attrs.update((method, _overridden) for method, _ in methods)  # the confstore asks
             cls = type(f"Observed_{type(plugin).__name__}", (ObservedPlugin,), attrs)
             proxy = cls(plugin)

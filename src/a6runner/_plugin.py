@@ -9,12 +9,12 @@ conf and a call object. Filters may be plain functions (run inline, the fast pat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from ._errors import ConfError
 from ._kernels import codec, headers
+from .confs import decode_conf, parse_json
 
 if TYPE_CHECKING:
     import ipaddress
@@ -46,19 +46,39 @@ class Needs(NamedTuple):
 class Plugin:
     """Base class of every plugin. Subclass it, set ``name``, override what you need.
 
-    ``parse_conf`` defaults to ``json.loads`` (an empty conf is ``{}``); raise
-    ``ConfError`` (or ``ValueError``/``TypeError``) to reject a conf: the runner logs it and
-    skips that entry, as the other runners do. Both filters default to doing nothing.
+    ``parse_conf`` decodes the route's JSON conf into ``conf_type`` when the plugin sets
+    one (a dataclass, a ``msgspec.Struct`` or a pydantic model: see ``a6runner.confs``),
+    else it is ``json.loads`` (an empty conf is ``{}``). Override it to check a conf by
+    hand: raise ``ConfError`` (or ``ValueError``/``TypeError``) to reject a conf, and give
+    ``conf_schema`` (a JSON Schema) for ``a6-runner schema``. The runner logs a rejected
+    conf and skips that entry, as the other runners do; for a plugin with ``guard = True``
+    it refuses every call with that conf instead (``guard_status``, 503). Both filters
+    default to doing nothing.
 
     ``required_vars``, ``required_body`` and ``required_resp_body`` declare what the
     filters read through ExtraInfo, so the runner fetches it for the whole chain in one
     round trip before they run (override ``needs`` when it depends on the conf).
+
+    ``start`` and ``stop`` (plain or ``async def``; both default to doing nothing) open and
+    close what an instance holds, such as a connection pool, in each serving process.
     """
 
     name: ClassVar[str] = ""
+    """What routes call the plugin by: ``{"name": "greet", "value": "..."}``. Required."""
+    conf_type: ClassVar[type | None] = None
+    """The conf's type: the default parse_conf decodes the JSON conf into it, strictly."""
+    conf_schema: ClassVar[Mapping[str, Any] | None] = None
+    """The conf's JSON Schema, for a plugin that checks its conf in its own parse_conf."""
+    guard: ClassVar[bool] = False
+    """A guard's bad conf does not open the door: every call with it is refused."""
+    guard_status: ClassVar[int] = 503
+    """The status a guard's refused calls are answered with (100..599)."""
     required_vars: ClassVar[Sequence[str]] = ()
+    """nginx variables the filters read with ``get_var`` (fetched before they run)."""
     required_body: ClassVar[bool] = False
+    """Whether the request filter reads the request body with ``get_body``."""
     required_resp_body: ClassVar[bool] = False
+    """Whether the response filter reads the upstream body with ``get_body``."""
 
     def needs(self, conf: Any) -> Needs:
         """What the filters read through ExtraInfo for calls with ``conf`` (the parsed
@@ -66,23 +86,36 @@ class Plugin:
         return Needs(tuple(self.required_vars), self.required_body, self.required_resp_body)
 
     def parse_conf(self, raw: bytes) -> Any:
-        if not raw.strip():
-            return {}
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:  # its msg quotes nothing of the document
-            where = f"line {exc.lineno} column {exc.colno}"
-            raise ConfError(f"is not valid JSON: {exc.msg} at {where}") from None
-        except ValueError:  # e.g. bytes that are not UTF-8
-            raise ConfError("is not valid JSON") from None
+        """The conf the filters get, from a route's conf (the JSON string of its ``value``,
+        as bytes); called once per PrepareConf, never per call. ``raw`` decoded into
+        ``conf_type`` when set, else the JSON value (``{}`` for an empty conf); ConfError
+        when it does not fit."""
+        conf_type = self.conf_type
+        if conf_type is not None:
+            return decode_conf(conf_type, raw)
+        return parse_json(raw)
 
     def parse_json_object(self, raw: bytes) -> dict[str, Any]:
         """The conf as a JSON object (``{}`` for an empty conf); ConfError for invalid JSON
         or any other JSON value. Most ``parse_conf`` overrides start here."""
-        conf = Plugin.parse_conf(self, raw)
+        conf = parse_json(raw)
         if not isinstance(conf, dict):
             raise ConfError("must be a JSON object", got=conf)
         return conf
+
+    def start(self) -> Awaitable[None] | None:
+        """Called once in every process that serves calls (each ``--workers`` worker,
+        after the fork), before its first call, and for the new instances a reload makes
+        before they take over. Raising stops the runner at startup (exit status 2), or
+        cancels a reload: the previous instances keep serving."""
+        return None
+
+    def stop(self) -> Awaitable[None] | None:
+        """Called once when this instance stops serving, after its calls in flight ended:
+        at shutdown (all stops together get 0.1 s), or when a reload replaced it (5 s). A
+        plain ``stop`` runs in a thread of its own, an ``async def`` one on the event loop;
+        one that raises or outlives its time is logged by the plugin's name."""
+        return None
 
     def request_filter(self, conf: Any, req: Request) -> Awaitable[None] | None:
         """Called for HTTPReqCall (ext-plugin-pre-req / post-req routes)."""
@@ -145,9 +178,12 @@ class _CallBase:
     __slots__ = ("_body", "_source", "_vars", "conf_token", "id", "services")
     # set by each subclass's __init__ (inline there: one frame less on every call)
     id: int
+    """The call's id (APISIX numbers the calls of each of its workers)."""
     conf_token: int
+    """The conf token the call was made with (which PrepareConf's conf it runs)."""
     _source: ExtraInfoSource
     services: RunnerServices
+    """Runner-wide limits: ``await services.reserve(...)`` and ``counter(...)``."""
     _vars: dict[str, str | None] | None
     _body: bytes | None
 
@@ -265,6 +301,7 @@ class Request(_CallBase):
 
     @property
     def method(self) -> str:
+        """The HTTP method: ``"GET"``, ``"POST"``, ... (APISIX's 15, up to ``"TRACE"``)."""
         m = self._decoded.method
         return METHODS[m] if m < len(METHODS) else str(m)
 
@@ -380,6 +417,7 @@ class ResponseWriter:
 
     @property
     def headers(self) -> MultiMap:
+        """The response headers (the first entry of a name is set, repeats are added)."""
         h = self._headers
         if h is None:
             h = self._headers = MultiMap((), True)
@@ -387,6 +425,7 @@ class ResponseWriter:
 
     @property
     def body(self) -> bytes | None:
+        """The response body (a str is encoded as UTF-8); None until set."""
         return self._body
 
     @body.setter
@@ -395,6 +434,7 @@ class ResponseWriter:
 
     @property
     def written(self) -> bool:
+        """Whether a status, a header or a body was written: the chain then stops."""
         return bool(
             self._status or self._body or (self._headers is not None and len(self._headers))
         )
@@ -429,6 +469,7 @@ class Response(_CallBase):
 
     @property
     def status(self) -> int:
+        """The upstream status, or the one a filter set (1..65535). Assign to change it."""
         return self._decoded.status if self._status is None else self._status
 
     @status.setter

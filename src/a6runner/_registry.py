@@ -206,6 +206,13 @@ def _entry_point_classes() -> list[tuple[type[Plugin], str]]:
 
 
 def _instantiate(cls: type[Plugin], origin: str) -> Plugin:
+    status = cls.guard_status
+    if cls.guard and (
+        isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599
+    ):
+        raise PluginLoadError(
+            f"plugin {cls.name!r} ({origin}): guard_status must be an HTTP status in 100..599"
+        )
     try:
         return cls()
     except Exception as exc:

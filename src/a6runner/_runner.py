@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ._confstore import ConfStore
+from ._errors import ConfigError
 from ._kernels import implementation
+from ._lifecycle import PluginLifecycle, PluginStartError
 from ._logging import reopen_log_file, setup_logging
 from ._observe import Observer, make_observer, observed
 from ._plugin import Plugin
@@ -27,7 +29,14 @@ from ._reload import (
 )
 from ._server import PARENT_CHECK, Listener, new_event_loop, parent_gone, run_until_complete, serve
 from ._services import LocalServices
-from ._settings import DEFAULT_LIMITS, DEFAULT_SOCKET_MODE, Limits, Settings, parse_group
+from ._settings import (
+    DEFAULT_LIMITS,
+    DEFAULT_SOCKET_MODE,
+    UNKNOWN_PLUGINS,
+    Limits,
+    Settings,
+    parse_group,
+)
 from ._version import VERSION
 
 if TYPE_CHECKING:
@@ -50,12 +59,15 @@ async def serve_single(
     clock: Callable[[], float] = time.monotonic,
     confs: ConfStore | None = None,
     observer: Observer | None = None,
+    lifecycle: PluginLifecycle | None = None,
 ) -> None:
     """Serve in this process (``--workers 1``) until ``stop`` is set: conf tokens (in
     ``confs``, a new ConfStore when None) and token buckets live here (``clock`` is what
     their expiry, the frame timeout and the Redis failure log read: tests pass a fake).
     ``observer`` sees the calls (``confs`` then holds its stand-ins for the plugins);
-    with no ``confs``, the observer the settings ask for is made here."""
+    with no ``confs``, the observer the settings ask for is made here. The plugins are
+    started before the first call and stopped at the end (``lifecycle``: PluginStartError
+    when a start fails)."""
     listener = Listener(settings.socket_path, settings.socket_mode, settings.socket_group)
     try:
         log.info(
@@ -67,7 +79,12 @@ async def serve_single(
         )
         if confs is None:
             observer = make_observer(settings)
-            confs = ConfStore(observed(observer, plugins), settings.conf_ttl, clock)
+            confs = ConfStore(
+                observed(observer, plugins),
+                settings.conf_ttl,
+                clock,
+                refuse_unknown=settings.unknown_plugins == "refuse",
+            )
         endpoint = await _start_metrics(settings, observer, confs)
         try:
             await serve(
@@ -79,6 +96,7 @@ async def serve_single(
                 limits=settings.limits,
                 plugins=plugins,
                 observer=observer,
+                lifecycle=lifecycle,
                 clock=clock,
             )
         finally:
@@ -103,21 +121,29 @@ async def _start_metrics(
     return endpoint
 
 
-def reload_in_place(
-    loader: PluginLoader, confs: ConfStore, live: LivePlugins, observer: Observer | None = None
+async def reload_in_place(
+    loader: PluginLoader,
+    confs: ConfStore,
+    live: LivePlugins,
+    lifecycle: PluginLifecycle,
+    observer: Observer | None = None,
 ) -> bool:
-    """SIGHUP with one process: import the plugins again and parse every live token's conf
-    with them. Calls in flight finish with the chain they started with; a reload that
-    fails to import leaves everything as it was. With an ``observer`` the new plugins are
-    observed too, and their metrics go on from what the old ones counted."""
+    """SIGHUP with one process: import the plugins again, start the new instances (the
+    old ones serve meanwhile), then serve with them: every live token's conf is parsed
+    again by them. Calls in flight finish with the chain they started with, and the old
+    instances are stopped once they have ended. A reload that fails to import or to start
+    leaves everything as it was. With an ``observer`` the new plugins are observed too,
+    and their metrics go on from what the old ones counted."""
     started = time.monotonic()
     log.info("reloading the plugins")
     try:
         registry = loader.reload()
+        plugins = {name: r.plugin for name, r in registry.items()}
+        await lifecycle.start(plugins)
     except Exception as exc:
         reload_failed(exc)
         return False
-    plugins = {name: r.plugin for name, r in registry.items()}
+    previous = live.current
     live.current = plugins
     reparsed = confs.reload(observed(observer, plugins))
     log.info(
@@ -127,6 +153,7 @@ def reload_in_place(
         reparsed,
         time.monotonic() - started,
     )
+    lifecycle.retire(previous)
     return True
 
 
@@ -147,9 +174,12 @@ def run_with_settings(
     """Run until SIGTERM/SIGINT; returns the exit status (0 after a clean shutdown).
     SIGHUP reloads the plugins from ``loader``; so does a change to a ``watch`` path."""
     _check_observability(settings)
-    if settings.workers > 1:
-        from ._workers import run_supervisor
+    if settings.workers > 1 or settings.max_worker_memory:
+        # (recycling replaces a worker: even --workers 1 then has a supervisor)
+        from ._workers import check_memory_readable, run_supervisor
 
+        if settings.max_worker_memory:
+            check_memory_readable()
         return run_supervisor(settings, plugins, loader, watch)
     loop = new_event_loop(settings.loop)
     asyncio.set_event_loop(loop)
@@ -157,14 +187,26 @@ def run_with_settings(
     started = time.monotonic()
     live = LivePlugins(plugins)
     observer = make_observer(settings)
-    confs = ConfStore(observed(observer, plugins), settings.conf_ttl)
+    confs = ConfStore(
+        observed(observer, plugins),
+        settings.conf_ttl,
+        refuse_unknown=settings.unknown_plugins == "refuse",
+    )
+    lifecycle = PluginLifecycle()
+    serving = asyncio.Event()  # the plugins started: a SIGHUP before then waits for it
+    reloading = asyncio.Lock()  # one reload at a time; a SIGHUP meanwhile waits its turn
 
     def on_signal(signum: int) -> None:
         log.info("received %s", signal.Signals(signum).name)
         stop.set()
 
+    async def reload() -> None:
+        await serving.wait()
+        async with reloading:
+            await reload_in_place(loader, confs, live, lifecycle, observer)
+
     def on_hangup() -> None:
-        reload_in_place(loader, confs, live, observer)
+        lifecycle.track(loop.create_task(reload()))
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
@@ -182,7 +224,21 @@ def run_with_settings(
         loop.call_later(PARENT_CHECK, watch_parent)
     watcher = watch_plugin_files(watch) if watch else None
     try:
-        run_until_complete(loop, serve_single(settings, live, stop, confs=confs, observer=observer))
+        run_until_complete(
+            loop,
+            serve_single(
+                settings,
+                live,
+                stop,
+                serving.set,
+                confs=confs,
+                observer=observer,
+                lifecycle=lifecycle,
+            ),
+        )
+    except PluginStartError as exc:
+        log.error("%s: the runner stops (exit status 2)", exc)
+        return 2
     finally:
         if watcher is not None:
             watcher.set()
@@ -224,6 +280,8 @@ def run(
     reload: bool = False,
     metrics: str | None = None,
     otel: bool = False,
+    unknown_plugins: str = "skip",
+    max_worker_memory: int | None = None,
 ) -> int:
     """Run a runner serving ``plugins`` (plugin classes) until SIGTERM/SIGINT.
 
@@ -238,8 +296,17 @@ def run(
     up. SIGHUP reloads the plugins; with ``reload`` a change to a ``plugin_paths`` file
     does too (needs ``a6runner[reload]``). ``metrics`` (``"HOST:PORT"`` or
     ``"unix:/path"``) serves /metrics and /healthz; ``otel`` makes OpenTelemetry spans.
-    Returns the exit status (0 after a clean shutdown), like ``a6-runner run``.
+    ``unknown_plugins`` is what a conf entry naming an unregistered plugin gets:
+    ``"skip"`` (the entry is skipped) or ``"refuse"`` (every call with the conf is
+    refused with 503), as ``--unknown-plugins``.
+    ``max_worker_memory`` (bytes) replaces a worker whose own memory stays above it.
+    Returns the exit status (0 after a clean shutdown, 2 when a plugin's start raised),
+    like ``a6-runner run``.
     """
+    if unknown_plugins not in UNKNOWN_PLUGINS:
+        raise ConfigError(
+            f"unknown_plugins must be one of {', '.join(UNKNOWN_PLUGINS)}, got {unknown_plugins!r}"
+        )
     hold_signals()
     setup_logging(log_level, log_file, log_format)
     settings = Settings.from_env(os.environ, listen, conf_expire_time)
@@ -250,6 +317,8 @@ def run(
     settings.parent_watch = parent_watch
     settings.metrics = metrics
     settings.otel = otel
+    settings.unknown_plugins = unknown_plugins
+    settings.max_worker_memory = max_worker_memory
     if socket_group is not None:
         settings.socket_group = (
             socket_group if isinstance(socket_group, int) else parse_group(socket_group)

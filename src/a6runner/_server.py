@@ -45,6 +45,7 @@ from ._errors import (
     UnexpectedFrame,
 )
 from ._kernels import codec, meter
+from ._lifecycle import RETIRE_STOP_GRACE, STOP_GRACE, PluginLifecycle
 from ._paths import socket_path_error
 from ._plugin import Plugin, RunnerServices
 from ._pressure import CpuPressure
@@ -60,7 +61,13 @@ log = logging.getLogger("a6runner")
 # A full backlog makes a unix-socket connect fail at once with EAGAIN (nginx logs
 # "Resource temporarily unavailable"): keep it large; the kernel caps it at somaxconn.
 LISTEN_BACKLOG = 4096
-SHUTDOWN_GRACE = 0.8  # APISIX sends SIGKILL about 1 s after SIGTERM
+# APISIX sends SIGKILL about 1 s after SIGTERM. A stop waits DRAIN_PAUSE for frames
+# already sent, then up to SHUTDOWN_GRACE for the calls in flight, then up to STOP_GRACE
+# for the plugins' stop hooks: SHUTDOWN_DEADLINE in all (the supervisor kills a worker
+# still running then), with room to exit before APISIX's SIGKILL.
+DRAIN_PAUSE = 0.05
+SHUTDOWN_GRACE = 0.7
+SHUTDOWN_DEADLINE = DRAIN_PAUSE + SHUTDOWN_GRACE + STOP_GRACE + 0.05
 RETIRE_POLL = 0.005  # seconds between looks for connections gone idle, when retiring
 DEADLINE_SWEEP = 1.0  # seconds between checks of the calls' deadlines
 # The most one read of a socket returns (uvloop's and asyncio's transports): a frame this
@@ -308,6 +315,7 @@ class Connection(asyncio.Protocol):
         # --frame-timeout: the frame's progress at the last sweep, and when it last grew
         self._stall_mark = -1
         self._stall_since = 0.0
+        self.calls_ended = 0  # calls past data_received that ended (a reload waits on them)
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -420,6 +428,27 @@ class Connection(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    def detach(self) -> int | None:
+        """When this connection holds nothing of APISIX's — no call in flight, no frame
+        queued or half-read, no reply left unsent — let it go without closing the socket:
+        a duplicate of its descriptor for another process to serve (bytes APISIX sent
+        meanwhile wait in the socket for it), or None while it holds something. The
+        transport is dropped without shutdown(), which would end the socket for both."""
+        transport = self._transport
+        if (
+            transport is None
+            or self._in_call
+            or self._queued
+            or self._splitter.pending
+            or transport.get_write_buffer_size()
+        ):
+            return None
+        if transport.is_reading():  # (nothing is read from here on)
+            transport.pause_reading()
+        fd = os.dup(transport.get_extra_info("socket").fileno())
+        transport.abort()
+        return fd
 
     def send(self, frame: bytes) -> None:
         """Write a reply frame: every answer of this connection goes out here."""
@@ -548,12 +577,13 @@ class Connection(asyncio.Protocol):
 
     def _call_done(self) -> None:
         self._in_call = False
+        self.calls_ended += 1
         if self._call_held:
             self._memory.call_ended(self)
         if self._peer_not_reading:  # the call's reply is unread too
             self._memory.count_replies(self)
         self._dispatch_queued()
-        self._server.call_finished()
+        self._server.call_finished(self)
 
     def check_deadline(self, now: float, timeout: float) -> None:
         """End the call in flight if it began more than ``timeout`` seconds ago."""
@@ -764,6 +794,20 @@ class Listener:
             os.unlink(self.path)
 
 
+class HandOff(Protocol):
+    """How a ``--workers`` worker passes its connections on when it is replaced, and takes
+    those of the worker it replaces (_workers.py: descriptors through the supervisor)."""
+
+    def receive(self, server: Server) -> None:
+        """From now on, every connection passed to this process is adopted by ``server``."""
+
+    def send(self, fd: int) -> None:
+        """Pass on the connection ``fd`` (a descriptor this process owns from now on)."""
+
+    async def flush(self) -> None:
+        """Until every connection passed on has left this process."""
+
+
 class Server:
     """Serves APISIX connections on a listening unix socket, in the running event loop."""
 
@@ -798,6 +842,10 @@ class Server:
         self._out_of_fds = False
         self._accepts: set[asyncio.Task[Any]] = set()
         self._idle: asyncio.Event | None = None
+        self._hand_off: HandOff | None = None  # set while retiring with a successor
+        self._retire_deadline = 0.0
+        self.hurried = False  # shutdown came while retiring (shorten_retire)
+        self._closed = False  # stop() closed the connections: none is adopted any more
         self._deadlines: asyncio.TimerHandle | None = None
         self.polling = False  # --busy-poll: the loop is kept polling (see keep_polling)
         self._last_read = 0.0
@@ -860,15 +908,26 @@ class Server:
         if self._out_of_fds:
             log.info("accepting again")
             self._out_of_fds = False
+        self._serve_socket(conn)
+        if self.accept_pause:
+            self._unlisten()
+            self._loop.call_later(self.accept_pause, self._listen)
+
+    def _serve_socket(self, conn: socket.socket) -> None:
         conn.setblocking(False)
         task = self._loop.create_task(
             self._loop.connect_accepted_socket(lambda: self.connection_factory(self), conn)
         )
         self._accepts.add(task)
         task.add_done_callback(self._accepts.discard)
-        if self.accept_pause:
-            self._unlisten()
-            self._loop.call_later(self.accept_pause, self._listen)
+
+    def adopt(self, conn: socket.socket) -> None:
+        """Serve ``conn``, a connection another worker let go (Connection.detach) exactly
+        like one accepted here: what APISIX sent meanwhile waits in it, unread."""
+        if self._closed:
+            conn.close()
+        else:
+            self._serve_socket(conn)
 
     def _check_deadlines(self) -> None:
         """Once a second: calls past the call timeout, frames stalled past the frame
@@ -883,9 +942,20 @@ class Server:
         self.memory.recount()
         self._deadlines = self._loop.call_later(DEADLINE_SWEEP, self._check_deadlines)
 
-    def call_finished(self) -> None:
+    def call_finished(self, conn: Connection) -> None:
+        if self._hand_off is not None:  # retiring: pass it on as soon as its reply is out
+            self._loop.call_soon(self._pass_on, conn)
         if self._idle is not None and not any(c.busy for c in self.connections):
             self._idle.set()
+
+    def calls_in_flight(self) -> list[tuple[Connection, int]]:
+        """Each connection with a call in flight now, with its count of ended calls."""
+        return [(c, c.calls_ended) for c in self.connections if c.busy]
+
+    def still_running(self, calls: list[tuple[Connection, int]]) -> bool:
+        """Whether one of ``calls`` (from calls_in_flight) has neither ended nor lost its
+        connection."""
+        return any(c.calls_ended == n and c in self.connections for c, n in calls)
 
     def _busy_count(self) -> int:
         return sum(1 for c in self.connections if c.busy)
@@ -895,7 +965,7 @@ class Server:
         self._accepting = False
         self._unlisten()
         # Frames already in the socket buffers are calls in flight too: let them be read.
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(DRAIN_PAUSE)
         self._idle = asyncio.Event()
         if self._busy_count():
             try:
@@ -904,26 +974,50 @@ class Server:
                 log.warning("%d calls still running at shutdown: abandoned", self._busy_count())
         if self._deadlines is not None:
             self._deadlines.cancel()
+        self._closed = True
         for conn in list(self.connections):
             if conn._transport is not None:
                 conn._transport.close()
         await asyncio.sleep(0)
 
-    async def retire(self, grace: float) -> None:
-        """Stop as a worker replaced after a reload does: no new connections, and each
-        connection closed as soon as it is idle with nothing unread, so that APISIX opens
-        its next connection to another worker while calls in flight here finish (up to
-        ``grace`` seconds; then as stop())."""
+    async def retire(self, grace: float, hand_off: HandOff | None = None) -> None:
+        """Stop as a replaced worker does: no new connections, calls in flight may finish
+        (up to ``grace`` seconds; then as stop()). With ``hand_off`` every connection is
+        passed on (Connection.detach) as soon as it holds nothing — at once when idle,
+        right after the reply of a call in flight — so APISIX's pooled connections go on
+        with the successor and no call is lost. Without, each connection is closed once
+        idle with nothing unread (APISIX opens its next connection to another worker)."""
         self._accepting = False
         self._unlisten()
-        await asyncio.sleep(0.05)  # as stop(): frames already sent are calls in flight too
         deadline = self._loop.time() + grace
-        while self.connections and self._loop.time() < deadline:
+        self._retire_deadline = min(deadline, self._retire_deadline) if self.hurried else deadline
+        if hand_off is not None:
+            self._hand_off = hand_off
+            while self._accepts:  # connections accepted, not yet made: theirs too
+                await asyncio.wait(list(self._accepts))
+        else:
+            await asyncio.sleep(DRAIN_PAUSE)  # as stop(): frames already sent are calls too
+        while (self.connections or self._accepts) and self._loop.time() < self._retire_deadline:
             for conn in list(self.connections):
-                if conn.idle_and_drained():
+                if hand_off is not None:
+                    self._pass_on(conn)
+                elif conn.idle_and_drained():
                     conn.close()
             await asyncio.sleep(RETIRE_POLL)
+        self._hand_off = None
         await self.stop(0)
+
+    def shorten_retire(self, grace: float) -> None:
+        """Shutdown while retiring: calls in flight get ``grace`` seconds, not more."""
+        self.hurried = True
+        self._retire_deadline = min(self._retire_deadline, self._loop.time() + grace)
+
+    def _pass_on(self, conn: Connection) -> None:
+        hand_off = self._hand_off
+        if hand_off is not None and conn in self.connections:
+            fd = conn.detach()
+            if fd is not None:
+                hand_off.send(fd)
 
 
 async def serve(
@@ -938,16 +1032,25 @@ async def serve(
     plugins: Mapping[str, Plugin] | None = None,
     retire_grace: Callable[[], float] | None = None,
     observer: Observer | None = None,
+    lifecycle: PluginLifecycle | None = None,
+    hand_off: HandOff | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Serve APISIX connections on the listening ``sock`` until ``stop`` is set, then stop
     accepting and let the calls in flight finish, for SHUTDOWN_GRACE (APISIX kills the
     runner a second after SIGTERM). When ``retire_grace()``, asked then, gives seconds
-    (> 0), this process is being replaced after a reload instead: Server.retire().
-    ``plugins`` are watched for filters that block the event loop (``limits.stall_warning``);
-    ``observer`` (metrics, tracing, debug logging) sees every call; ``clock`` is what
-    stalled frames are timed by."""
+    (> 0), this process is being replaced instead: Server.retire(), its connections passed
+    on through ``hand_off``, which also brings those of the process this one replaces.
+    ``plugins`` are started first (``lifecycle``, which stops them at the end, after the
+    calls in flight; PluginStartError when one fails) and watched for filters that block
+    the event loop (``limits.stall_warning``); ``observer`` (metrics, tracing, debug
+    logging) sees every call; ``clock`` is what stalled frames are timed by."""
     server = Server(sock, confs, services, accept_pause, limits, clock)
+    if lifecycle is None:
+        lifecycle = PluginLifecycle()
+    lifecycle.server = server
+    if plugins and not await _start_plugins(lifecycle, plugins, stop):
+        return
     if observer is not None:
         observer.attach(server)
     watchdog = None
@@ -955,6 +1058,8 @@ async def serve(
         watchdog = StallWatchdog(asyncio.get_running_loop(), limits.stall_warning, plugins)
         watchdog.start()
     await server.start()
+    if hand_off is not None:
+        hand_off.receive(server)
     if on_ready is not None:
         on_ready()
     try:
@@ -962,9 +1067,13 @@ async def serve(
         log.info("%s shutting down: no new connections, finishing calls in flight", label)
         retiring = 0.0 if retire_grace is None else retire_grace()
         if retiring > 0:
-            await server.retire(retiring)
+            await server.retire(retiring, hand_off)
+            if hand_off is not None:
+                await hand_off.flush()
+            await lifecycle.stop_all(STOP_GRACE if server.hurried else RETIRE_STOP_GRACE)
         else:
             await server.stop(SHUTDOWN_GRACE)
+            await lifecycle.stop_all(STOP_GRACE)
         if isinstance(services, PolicyServices):
             await services.aclose()  # the Redis connections of the limits, if any
     finally:
@@ -972,6 +1081,25 @@ async def serve(
             watchdog.stop()
         if observer is not None:
             observer.detach()
+
+
+async def _start_plugins(
+    lifecycle: PluginLifecycle, plugins: Mapping[str, Plugin], stop: asyncio.Event
+) -> bool:
+    """Start ``plugins`` before serving; False when ``stop`` was set meanwhile (an async
+    start still running is cancelled, those started are stopped)."""
+    starting = asyncio.ensure_future(lifecycle.start(dict(plugins)))
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not starting.done():
+        starting.cancel()
+        await asyncio.wait((starting,))
+    if starting.cancelled():
+        await lifecycle.stop_all(STOP_GRACE)
+        return False
+    starting.result()  # PluginStartError
+    return True
 
 
 def parent_gone(parent: int) -> bool:

@@ -18,6 +18,7 @@ DEFAULT_MEMORY = 256 << 20
 DEFAULT_FRAME_TIMEOUT = 5.0
 DEFAULT_STALL_WARNING = 0.1  # seconds a filter may block the event loop before a warning
 MAX_BUSY_POLL = 0.01  # --busy-poll: at most 10 ms of polling after each read
+UNKNOWN_PLUGINS = ("skip", "refuse")  # --unknown-plugins
 
 
 def parse_listen_address(value: str, source: str = "APISIX_LISTEN_ADDRESS") -> str:
@@ -89,6 +90,12 @@ class Settings:
     # ("HOST:PORT" or "unix:/path"; None: off), and OpenTelemetry spans (--otel).
     metrics: str | None = None
     otel: bool = False
+    # A conf entry naming an unregistered plugin: "skip" it (as the reference runners do)
+    # or "refuse" every call with that conf (--unknown-plugins).
+    unknown_plugins: str = "skip"
+    # Replace a worker whose own memory (USS) stays above this many bytes (None: never;
+    # README, "Worker recycling").
+    max_worker_memory: int | None = None
 
     @property
     def conf_ttl(self) -> float:

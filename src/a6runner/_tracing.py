@@ -41,11 +41,14 @@ TRACESTATE_VAR = "http_tracestate"
 class TraceContext(NamedTuple):
     """A request's W3C trace context (https://www.w3.org/TR/trace-context/)."""
 
-    traceparent: str  # "00-<trace id>-<parent span id>-<flags>", lower-case hex
-    tracestate: str | None = None  # vendor entries, as received
+    traceparent: str
+    """``"00-<trace id>-<parent span id>-<flags>"``, lower-case hex."""
+    tracestate: str | None = None
+    """The vendor entries, as received; None when there were none."""
 
     @property
     def trace_id(self) -> str:
+        """The trace's id: 32 hex digits."""
         return self.traceparent[3:35]
 
     @property
@@ -55,6 +58,7 @@ class TraceContext(NamedTuple):
 
     @property
     def sampled(self) -> bool:
+        """The traceparent's sampled flag."""
         return bool(int(self.traceparent[53:55], 16) & 1)
 
     def headers(self) -> list[tuple[str, str]]:

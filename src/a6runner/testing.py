@@ -5,7 +5,7 @@ you give it; ``Client`` speaks APISIX's side of the protocol: PrepareConf, then 
 response calls with realistic defaults, answering the runner's ExtraInfo questions from the
 vars and bodies you pass, and returning each reply as a plain ``Reply`` object.
 
-Example (pytest)::
+Example (pytest):
 
     from a6runner import Plugin
     from a6runner.testing import run_runner
@@ -75,7 +75,9 @@ INFO_NAMES = {
 }
 
 Entries = list[tuple[str, "str | None"]]
+"""Header or arg entries as the runner sent them: (name, value), value None to delete."""
 EntriesIn = Iterable[tuple[str, "str | bytes | None"]] | Mapping[str, "str | bytes | None"]
+"""Header or arg entries to send: (name, value) pairs or a mapping; None: no value."""
 
 
 @dataclass
@@ -117,6 +119,8 @@ class Reply:
         return found
 
     def header_values(self, name: str) -> list[str | None]:
+        """Every value of the entries named ``name`` (case-insensitive) in ``headers``, in
+        order (None for a header the reply deletes)."""
         return [v for n, v in self.headers if n.lower() == name.lower()]
 
 
@@ -197,6 +201,8 @@ def decode_reply(frame_type: int, payload: bytes) -> Reply:
 
 
 def decode_extra_info_req(payload: bytes) -> tuple[str, str | None]:
+    """An ExtraInfo question from the runner as ``("var", name)``, ``("req_body", None)``
+    or ``("resp_body", None)``."""
     from ._fbs.ExtraInfoReq import ExtraInfoReq
     from ._fbs.Var import Var
 
@@ -230,6 +236,7 @@ def _src_ip(value: str | bytes | None) -> bytes | None:
 
 
 DEFAULT_HEADERS = (("host", "localhost"), ("user-agent", "a6runner-testing/1"), ("accept", "*/*"))
+"""The request headers of a call made with ``headers=None``."""
 READ_SIZE = 1 << 20  # what one read asks the socket for
 
 
@@ -242,6 +249,8 @@ class CallData:
     resp_body: bytes | None
 
     def answer(self, kind: str, name: str | None) -> bytes:
+        """The ExtraInfo.Resp payload answering a question (``kind`` ``"var"`` with the
+        var's ``name``, ``"req_body"`` or ``"resp_body"``); a missing value has no result."""
         if kind == "var":
             value = self.vars.get(name or "")
             if isinstance(value, str):
@@ -283,10 +292,13 @@ class ClientProtocol:
     # -- call frames --
 
     def next_id(self, id: int | None = None) -> int:
+        """``id``, or the next call id of this connection when None."""
         return next(self._ids) if id is None else id
 
     @staticmethod
     def prepare_conf_frame(conf: Sequence[tuple[str, Any]], key: str | None) -> bytes:
+        """A PrepareConf frame: ``conf`` is ``[(plugin_name, conf)]``, a conf given as a
+        dict or list is JSON-encoded, a str or bytes sent as it is."""
         return codec.build_prepare_conf_req([(n, _conf_value(v)) for n, v in conf], key)
 
     @staticmethod
@@ -299,6 +311,8 @@ class ClientProtocol:
         headers: EntriesIn | None,
         src_ip: str | bytes | None,
     ) -> bytes:
+        """An HTTPReqCall frame; ``headers`` None sends ``DEFAULT_HEADERS``, ``src_ip`` is
+        an address (``"10.0.0.1"``, ``"::1"``) or its packed bytes."""
         return codec.build_http_req_call_req(
             id,
             token,
@@ -311,6 +325,7 @@ class ClientProtocol:
 
     @staticmethod
     def http_resp_call_frame(id: int, token: int, status: int, headers: EntriesIn | None) -> bytes:
+        """An HTTPRespCall frame; ``headers`` None sends ``content-type: text/plain``."""
         hdrs = (("content-type", "text/plain"),) if headers is None else headers
         return codec.build_http_resp_call_req(id, token, status, _entries_in(hdrs))
 
@@ -366,6 +381,7 @@ class Client:
 
     def __init__(self, socket_path: str, timeout: float = 30.0) -> None:
         self.socket_path = socket_path
+        """The runner's socket; every read and write waits at most ``timeout`` seconds."""
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         try:
@@ -382,6 +398,7 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """Close the connection (as APISIX does when it drops a pooled one)."""
         self._sock.close()
 
     def _read(self) -> bytes:
@@ -392,9 +409,11 @@ class Client:
 
     # raw frames, for protocol tests
     def send_raw(self, data: bytes) -> None:
+        """Write bytes as they are (a hand-made or broken frame, for protocol tests)."""
         self._sock.sendall(data)
 
     def read_frame(self) -> tuple[int, bytes]:
+        """The next frame from the runner as (type, payload), waiting for it."""
         while (frame := self._protocol.next_frame()) is None:
             self._protocol.feed(self._read())
         return frame
@@ -469,10 +488,12 @@ class AsyncClient:
 
     @classmethod
     async def connect(cls, socket_path: str) -> AsyncClient:
+        """Connect to the runner at ``socket_path``."""
         reader, writer = await asyncio.open_unix_connection(socket_path, limit=1 << 25)
         return cls(reader, writer)
 
     async def close(self) -> None:
+        """Close the connection."""
         self._writer.close()
         with contextlib.suppress(ConnectionError):
             await self._writer.wait_closed()
@@ -490,11 +511,13 @@ class AsyncClient:
         return data
 
     async def read_frame(self) -> tuple[int, bytes]:
+        """The next frame from the runner as (type, payload)."""
         while (frame := self._protocol.next_frame()) is None:
             self._protocol.feed(await self._read())
         return frame
 
     async def exchange(self, frame: bytes, data: CallData | None = None) -> Reply:
+        """As ``Client.exchange``."""
         protocol = self._protocol
         self._writer.write(protocol.start_call(frame, data))
         await self._writer.drain()
@@ -508,6 +531,7 @@ class AsyncClient:
             answers, reply = protocol.receive(await self._read())
 
     async def prepare_conf(self, conf: Sequence[tuple[str, Any]], key: str | None = None) -> int:
+        """As ``Client.prepare_conf``."""
         reply = await self.exchange(self._protocol.prepare_conf_frame(conf, key))
         if reply.kind != "prepare_conf":
             raise RuntimeError(f"PrepareConf failed: {reply.error}")
@@ -526,6 +550,7 @@ class AsyncClient:
         body: bytes | str | None = None,
         id: int | None = None,
     ) -> Reply:
+        """As ``Client.http_req_call``."""
         p = self._protocol
         frame = p.http_req_call_frame(
             p.next_id(id), conf_token, method, path, args, headers, src_ip
@@ -542,6 +567,7 @@ class AsyncClient:
         vars: Mapping[str, str | bytes | None] | None = None,
         id: int | None = None,
     ) -> Reply:
+        """As ``Client.http_resp_call``."""
         p = self._protocol
         frame = p.http_resp_call_frame(p.next_id(id), conf_token, status, headers)
         return await self.exchange(frame, CallData(vars or {}, None, _as_bytes(body)))
@@ -577,13 +603,18 @@ class RunnerHandle:
 
     def __init__(self, socket_path: str, plugins: Mapping[str, Plugin] | None = None) -> None:
         self.socket_path = socket_path
+        """The socket the runner listens on."""
         self.listen_address = f"unix:{socket_path}"
+        """The same as ``APISIX_LISTEN_ADDRESS`` spells it: ``unix:`` + ``socket_path``."""
         self.plugins: Mapping[str, Plugin] = plugins or {}
+        """The plugin instances the runner serves, by name."""
 
     def client(self, timeout: float = 30.0) -> Client:
+        """A new blocking connection to the runner (a context manager)."""
         return Client(self.socket_path, timeout)
 
     async def async_client(self) -> AsyncClient:
+        """A new asyncio connection to the runner."""
         return await AsyncClient.connect(self.socket_path)
 
 
@@ -597,16 +628,20 @@ def run_runner(
     paths: Sequence[str] = (),
     entry_points: bool = False,
     clock: Callable[[], float] = time.monotonic,
+    unknown_plugins: str = "skip",
 ) -> Iterator[RunnerHandle]:
     """Run a runner in a background thread for the duration of the ``with`` block.
 
     ``plugins``: the plugin classes to serve; ``bundled=True`` adds the bundled plugins;
     ``paths`` and ``entry_points=True`` add plugins as ``a6-runner run --plugins`` and the
     ``a6runner.plugins`` entry points do (a module that fails to load raises
-    ``PluginLoadError``). Confs are kept ``conf_expire_time`` x 1.2 seconds, as in
+    ``PluginLoadError``). The plugins' ``start`` runs before the block begins (one that
+    raises makes this raise ``PluginStartError``), their ``stop`` when it ends. Confs are
+    kept ``conf_expire_time`` x 1.2 seconds, as in
     production. ``clock`` is the monotonic clock that conf expiry, the limit buckets and
     counters, the frame timeout and the Redis failure log read: pass a fake one to let a
-    TTL pass without sleeping.
+    TTL pass without sleeping. ``unknown_plugins="refuse"`` refuses the calls of a conf
+    naming an unregistered plugin (``--unknown-plugins``).
     """
     from ._registry import build_registry
     from ._runner import serve_single
@@ -617,6 +652,7 @@ def run_runner(
     plugin_map = {n: r.plugin for n, r in registry.items()}
     with _socket_path(socket_path) as path:
         settings = Settings(path, conf_expire_time)
+        settings.unknown_plugins = unknown_plugins
         loop = new_event_loop()
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -658,7 +694,9 @@ class RunnerProcess(RunnerHandle):
     def __init__(self, socket_path: str, process: subprocess.Popen[bytes], log_path: str) -> None:
         super().__init__(socket_path)
         self.process = process
+        """The runner's process."""
         self.log_path = log_path
+        """The file its stdout and stderr go to."""
 
     def stop(self, timeout: float = 5.0) -> int:
         """SIGTERM, then wait; returns the exit status."""
