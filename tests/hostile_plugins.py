@@ -29,6 +29,20 @@ class BodyLength(Plugin):
         req.respond(200, str(len(await req.body())))
 
 
+class KeepsCall(Plugin):
+    """Keeps the call (its frame, and with conf "body" the request body it reads) until
+    the file named conf["release"] exists; answers the body's length, or the length of
+    the header "x-big"."""
+
+    name = "keeps-call"
+
+    async def request_filter(self, conf: Any, req: Request) -> None:
+        kept = await req.body() if conf["body"] else req.headers.get("x-big", "")
+        while not Path(conf["release"]).exists():
+            await asyncio.sleep(0.01)
+        req.respond(200, str(len(kept)))
+
+
 class AskVar(Plugin):
     """Asks APISIX for a var and answers it."""
 

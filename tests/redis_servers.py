@@ -3,7 +3,7 @@
 ``RedisServer``: one server on a free 127.0.0.1 port, no persistence, its own temp dir.
 ``RedisClusterNodes``: three ``--cluster-enabled`` servers sharing the 16384 slots. Both
 are stopped by PID and remove their temp dirs; ``make test`` installs redis-server when
-it is missing.
+it is missing. ``HungListener``: ports where something accepts and never answers.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -213,8 +215,85 @@ class RedisClusterNodes:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class HungListener:
+    """``count`` ports on 127.0.0.1 that accept connections and never answer (a Redis that
+    hangs), served by tests/hung_listener.py in a process of its own, stopped by PID; it
+    counts the connections each port accepted."""
+
+    def __init__(self, count: int = 1) -> None:
+        self.count = count
+        self.ports: list[int] = []
+        self._accepted: dict[int, int] = {}
+        self._changed = threading.Condition()
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{port}" for port in self.ports]
+
+    def start(self) -> HungListener:
+        script = os.path.join(os.path.dirname(__file__), "hung_listener.py")
+        self.process = subprocess.Popen(
+            [sys.executable, script, str(self.count)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.ports = [int(p) for p in self.process.stdout.readline().split()[1:]]
+        self._accepted = dict.fromkeys(self.ports, 0)
+        threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self._accepted[int(line.split()[1])] += 1
+                self._changed.notify_all()
+
+    def accepted(self) -> int:
+        """Connections the ports accepted in all, once every connection made so far is
+        counted: a probe connection to each port, accepted after them, is waited for."""
+        with self._changed:
+            expected = {port: n + 1 for port, n in self._accepted.items()}
+        probes = [socket.create_connection(("127.0.0.1", port)) for port in self.ports]
+        try:
+            with self._changed:
+                settled = self._changed.wait_for(
+                    lambda: all(self._accepted[p] >= n for p, n in expected.items()),
+                    STARTUP_TIMEOUT,
+                )
+                assert settled, "the hung listener did not report its connections"
+                for port in self.ports:
+                    self._accepted[port] -= 1  # not the probe
+                return sum(self._accepted.values())
+        finally:
+            for probe in probes:
+                probe.close()
+
+    def wait_accepted(self, total: int) -> None:
+        """Until the ports have accepted ``total`` connections in all."""
+        with self._changed:
+            reached = self._changed.wait_for(
+                lambda: sum(self._accepted.values()) >= total, STARTUP_TIMEOUT
+            )
+        assert reached, f"the hung listener never accepted {total} connections"
+
+    def close(self) -> None:
+        """Stop it by PID: every connection it held is closed."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
 @contextlib.contextmanager
-def running(server: RedisServer | RedisClusterNodes) -> Iterator[Any]:
+def running(server: RedisServer | RedisClusterNodes | HungListener) -> Iterator[Any]:
     try:
         yield server.start()
     finally:

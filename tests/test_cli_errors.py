@@ -100,6 +100,8 @@ def test_a_group_the_runner_cannot_give_the_socket_to_is_explained(tmp_path: Pat
         ("--workers", "abc", "not a whole number: 'abc'"),
         ("--workers", "0", "must be at least 1, not '0'"),
         ("--max-frame-memory", "lots", "not a whole number: 'lots'"),
+        ("--max-memory", "0", "must be at least 1, not '0'"),
+        ("--frame-timeout", "-1", "must be >= 0 (0 turns it off), not '-1'"),
     ],
 )
 def test_bad_flag_values_name_the_flag(flag: str, value: str, says: str) -> None:
@@ -107,6 +109,17 @@ def test_bad_flag_values_name_the_flag(flag: str, value: str, says: str) -> None
     assert f"argument {flag}: {says}" in err
     assert "_positive_int" not in err and "invalid" not in err
     assert "Run 'a6-runner run --help' for help." in err
+
+
+def test_max_frame_memory_is_the_old_name_of_half_of_max_memory() -> None:
+    from a6runner._cli import build_parser
+
+    out = a6("run", "--help").stdout
+    assert "--max-memory MIB" in out and "--frame-timeout SECONDS" in out
+    assert "--max-frame-memory" not in out  # still taken, no longer listed
+    parse = build_parser().parse_args
+    assert parse(["run", "--max-frame-memory", "16"]).max_memory == 32 << 20
+    assert parse(["run"]).max_memory == 256 << 20
 
 
 def test_a_non_positive_conf_expire_time_from_python_is_refused(tmp_path: Path) -> None:

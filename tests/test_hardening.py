@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -27,6 +29,7 @@ from a6runner._kernels import codec
 from a6runner.testing import Client, Reply, RunnerProcess, decode_reply, spawn_runner
 
 HOSTILE = str(Path(__file__).with_name("hostile_plugins.py"))
+PROBES = str(Path(__file__).with_name("probe_plugins.py"))
 MiB = 1 << 20
 
 
@@ -219,6 +222,69 @@ def req_call(id: int, token: int) -> bytes:
     return codec.build_http_req_call_req(id, token, 0, "/", [], [("host", "x")], b"\x7f\0\0\1")
 
 
+def serving_pid(conn: Raw) -> int:
+    """Which process serves ``conn``."""
+    conn.send(req_call(0, conn.prepare("pid")))
+    return int(conn.reply().body or b"0")
+
+
+def connection_to(runner: Runner, pid: int) -> Raw:
+    """A new connection served by process ``pid`` (connections land where they land)."""
+    for _ in range(2000):
+        conn = Raw(runner.handle.socket_path)
+        if serving_pid(conn) == pid:
+            return conn
+        conn.close()
+    raise AssertionError(f"no connection reached process {pid}")
+
+
+class Clock:
+    """The fake clock of one serving process (probe_plugins.py), moved through the healthy
+    connection to that process."""
+
+    def __init__(self, good: Healthy, pid: int) -> None:
+        self.client = good.clients[pid]
+        self.advance(0)  # in place from now on
+
+    def advance(self, seconds: float) -> int:
+        """Move it; how often the process has read it so far."""
+        token = self.client.prepare_conf([("fake-clock", {"advance": seconds})])
+        return int(self.client.http_req_call(token).body or b"0")
+
+    def next_sweep(self) -> None:
+        """Return once the sweep has read the clock twice more: one whole sweep ran."""
+        readings = self.advance(0)
+        wait_for(lambda: self.advance(0) >= readings + 2, "the sweep runs")
+
+
+def start_body_call(conn: Raw) -> None:
+    """A call whose plugin asks for the request body: the runner's question is read here,
+    the answer (an ExtraInfo frame, as large as the body) is the caller's to send."""
+    conn.send(req_call(1, conn.prepare("body-length")))
+    assert conn.read_frame()[0] == codec.RPC_EXTRA_INFO
+
+
+def body_answer(size: int) -> bytes:
+    return codec.build_extra_info_resp(b"b" * size)
+
+
+def waiting_for_memory(conn: Raw, frame: bytes) -> threading.Thread:
+    """Send ``frame`` from a thread once the runner has read its first 64 KiB (its header:
+    the runner knows its size and waits for frame memory, unread, when it does not fit)."""
+    conn.send(frame[: 64 << 10])
+    wait_for(lambda: conn.unread_by_runner() == 0, "the runner reads the header")
+    rest = threading.Thread(target=conn.send, args=(frame[64 << 10 :],))
+    rest.start()
+    return rest
+
+
+def peer_closed(conn: Raw) -> bool:
+    """The runner closed ``conn`` (whatever it sent that we have not read yet)."""
+    poller = select.poll()
+    poller.register(conn.sock, select.POLLRDHUP)
+    return bool(poller.poll(0))
+
+
 # -- every frame gets an answer or a close --------------------------------------------------
 
 
@@ -299,6 +365,154 @@ def test_many_large_frames_at_once_wait_their_turn_and_are_all_answered(workers:
         assert growth < cap_mib + 64, f"peak RSS grew {growth:.0f} MiB"
         good.check()
         runner.assert_alive()
+
+
+# The worst case the README's hardening section states, in MiB, for a serving process
+# with ``connections`` whose calls hold no frame (beyond its baseline and the plugins').
+def memory_bound_mib(max_memory_mib: int, connections: int) -> float:
+    return max_memory_mib + 48 + connections * (64 + 256 + 5) / 1024
+
+
+@pytest.mark.slow
+@pytest.mark.runtime
+def test_replies_nobody_reads_are_bounded_in_total_whatever_the_connections(
+    workers: int,
+) -> None:
+    conns, size, budget_mib = 200, 12 * MiB, 64
+    with start(workers, "--max-memory", str(budget_mib)) as runner, healthy(runner) as good:
+        before = runner.rss_kib()
+        bad = [Raw(runner.handle.socket_path) for _ in range(conns)]
+        tokens = [c.prepare("big-reply", f'{{"size": {size}}}') for c in bad]
+        for conn, token in zip(bad, tokens, strict=True):  # at once, and never read
+            conn.send(req_call(1, token))
+        for conn in bad:  # each answered (what the socket takes of it) or closed
+            assert select.select([conn.sock], [], [], 60)[0]
+        good.check()
+        growth = runner.peak_growth_mib(before)
+        assert growth < memory_bound_mib(budget_mib, conns), f"peak RSS grew {growth:.0f} MiB"
+        closed = sum(peer_closed(c) for c in bad)
+        kept = conns - closed  # each process keeps what fits its budget
+        assert 0 < kept <= workers * budget_mib * MiB // (size - (1 << 20))
+        good.check()
+        runner.assert_alive()
+        log = runner.log()
+    assert log.count("connection closed: its peer has not read ") == closed  # once each
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("held", ["body", "call"])
+def test_a_frame_stays_in_the_budget_until_its_call_ends(
+    workers: int, held: str, tmp_path: Path
+) -> None:
+    size, release = 15 * MiB, tmp_path / "release"
+    args = ["--plugins", PROBES, "--max-memory", "32"]
+    with start(workers, *args) as runner, healthy(runner) as good:
+        keeps = Raw(runner.handle.socket_path)
+        pid = serving_pid(keeps)
+        clock = Clock(good, pid)
+        conf = json.dumps({"release": str(release), "body": held == "body"})
+        token = keeps.prepare("keeps-call", conf)
+        if held == "body":  # the call asks for the request body: a 15 MiB ExtraInfo answer
+            keeps.send(req_call(1, token))
+            assert keeps.read_frame()[0] == codec.RPC_EXTRA_INFO
+            keeps.send(body_answer(size))
+        else:  # the call itself is 15 MiB
+            big = [("x-big", "h" * size)]
+            keeps.send(codec.build_http_req_call_req(1, token, 0, "/", [], big, b"\x7f\0\0\1"))
+        wait_for(lambda: keeps.unread_by_runner() == 0, "the runner reads it")
+        waits = connection_to(runner, pid)
+        start_body_call(waits)
+        rest = waiting_for_memory(waits, body_answer(size))
+        clock.next_sweep()  # its event loop turned many times: the other frame still waits
+        assert waits.unread_by_runner() > 0
+        release.touch()
+        assert keeps.reply().body == str(size).encode()
+        rest.join()  # the call ended: its frame left the budget, the other frame comes in
+        assert waits.reply().body == str(size).encode()
+        good.check()
+        runner.assert_alive()
+
+
+@pytest.mark.runtime
+def test_a_peer_that_holds_frame_memory_and_reads_no_reply_gives_it_up(workers: int) -> None:
+    size = 15 * MiB
+    with start(workers, "--max-memory", "32") as runner, healthy(runner) as good:
+        holds = Raw(runner.handle.socket_path)
+        pid = serving_pid(holds)
+        token = holds.prepare("big-reply", f'{{"size": {12 * MiB}}}')
+        # a reply it does not read (so it is not read either), and a frame begun behind it
+        holds.send(req_call(1, token) + body_answer(size)[:100])
+        wait_for(lambda: holds.unread_by_runner() == 0, "the runner reads both")
+        waits = connection_to(runner, pid)
+        start_body_call(waits)
+        waits.send(body_answer(size))  # does not fit beside the frame begun: waits for it
+        assert waits.reply().body == str(size).encode()
+        assert peer_closed(holds)
+        good.check()
+        runner.assert_alive()
+        log = runner.log()
+    assert log.count("connection closed: it holds 15.0 MiB of frame memory that other") == 1
+
+
+# -- stalled frames end (on each serving process's fake clock) --------------------------------
+
+FRAME_TIMEOUT = 5.0
+
+
+@pytest.mark.runtime
+def test_a_stalled_frame_is_cut_and_its_memory_lets_the_next_through(workers: int) -> None:
+    size = 15 * MiB  # two do not fit the 16 MiB of frames a 32 MiB budget allows
+    args = ["--plugins", PROBES, "--max-memory", "32", "--frame-timeout", str(FRAME_TIMEOUT)]
+    with start(workers, *args) as runner, healthy(runner) as good:
+        stalled = Raw(runner.handle.socket_path)
+        pid = serving_pid(stalled)
+        clock = Clock(good, pid)
+        start_body_call(stalled)
+        frame = body_answer(size)
+        stalled.send(frame[:-1])  # one byte short, for ever
+        wait_for(lambda: stalled.unread_by_runner() == 0, "the runner reads it")
+        waits = connection_to(runner, pid)
+        start_body_call(waits)
+        rest = waiting_for_memory(waits, body_answer(size))
+        clock.next_sweep()  # it has seen the stalled frame...
+        clock.advance(FRAME_TIMEOUT)
+        clock.next_sweep()  # ...and sees it stalled for the frame timeout
+        assert stalled.closed_by_runner()
+        rest.join()  # the memory it held lets the waiting frame in
+        assert waits.reply().body == str(size).encode()
+        good.check()
+        runner.assert_alive()
+        log = runner.log()
+    assert log.count("a frame stopped arriving") == 1
+    assert f"({len(frame) - 1} of its {len(frame)} bytes came, then nothing for 5s" in log
+
+
+@pytest.mark.runtime
+def test_a_slow_frame_and_one_waiting_for_frame_memory_are_never_cut(workers: int) -> None:
+    size = 15 * MiB
+    args = ["--plugins", PROBES, "--max-memory", "32", "--frame-timeout", str(FRAME_TIMEOUT)]
+    with start(workers, *args) as runner, healthy(runner) as good:
+        slow = Raw(runner.handle.socket_path)
+        pid = serving_pid(slow)
+        clock = Clock(good, pid)
+        start_body_call(slow)
+        frame = body_answer(size)
+        slow.send(frame[:-6])
+        waits = connection_to(runner, pid)
+        start_body_call(waits)
+        rest = waiting_for_memory(waits, body_answer(size))
+        for i in range(6, 1, -1):  # a byte at a time, over 3 frame timeouts in all
+            slow.send(frame[-i : -i + 1])
+            wait_for(lambda: slow.unread_by_runner() == 0, "the runner reads it")
+            clock.next_sweep()
+            clock.advance(FRAME_TIMEOUT * 0.6)
+        slow.send(frame[-1:])
+        assert slow.reply().body == str(size).encode()
+        rest.join()
+        assert waits.reply().body == str(size).encode()
+        good.check()
+        runner.assert_alive()
+        assert "a frame stopped arriving" not in runner.log()
 
 
 # -- deadlines ---------------------------------------------------------------------------------

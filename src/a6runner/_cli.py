@@ -14,7 +14,8 @@ from ._registry import PluginLoadError, add_plugin_options, build_registry
 from ._runner import run, version
 from ._settings import (
     DEFAULT_CALL_TIMEOUT,
-    DEFAULT_FRAME_MEMORY,
+    DEFAULT_FRAME_TIMEOUT,
+    DEFAULT_MEMORY,
     DEFAULT_STALL_WARNING,
     MAX_BUSY_POLL,
     UNKNOWN_PLUGINS,
@@ -164,6 +165,11 @@ def _mebibytes(value: str) -> int:
     return n << 20
 
 
+def _frame_mebibytes(value: str) -> int:
+    """--max-frame-memory MIB, the old flag: frames get half of --max-memory, so twice it."""
+    return 2 * _mebibytes(value)
+
+
 def _metrics_address(value: str) -> str:
     from ._metrics import parse_metrics_address
 
@@ -264,12 +270,27 @@ def build_parser() -> argparse.ArgumentParser:
         "just under APISIX's 60 s; 0: never)",
     )
     p_run.add_argument(
-        "--max-frame-memory",
+        "--max-memory",
         type=_mebibytes,
-        default=DEFAULT_FRAME_MEMORY,
+        default=DEFAULT_MEMORY,
         metavar="MIB",
-        help="memory for frames still arriving, per process; beyond it connections wait "
-        f"their turn, unread (default {DEFAULT_FRAME_MEMORY >> 20})",
+        help="memory held for connections, per process: frames arriving or in calls may "
+        "take half (beyond it connections wait their turn, unread), replies their peers "
+        "have not read the rest (beyond it the connection with the most is closed) "
+        f"(default {DEFAULT_MEMORY >> 20})",
+    )
+    # the flag before --max-memory, which bounded frames alone: they now get half of it
+    p_run.add_argument(
+        "--max-frame-memory", type=_frame_mebibytes, dest="max_memory", help=argparse.SUPPRESS
+    )
+    p_run.add_argument(
+        "--frame-timeout",
+        type=_seconds,
+        default=DEFAULT_FRAME_TIMEOUT,
+        metavar="SECONDS",
+        help="close a connection whose frame stops arriving part-way this long while the "
+        f"runner reads it (default {DEFAULT_FRAME_TIMEOUT:g}: APISIX writes a frame at "
+        "once; 0: never)",
     )
     p_run.add_argument(
         "--stall-warning",
@@ -379,7 +400,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loop=args.loop,
                 log_level=args.log_level,
                 limits=Limits(
-                    args.call_timeout, args.max_frame_memory, args.stall_warning, args.busy_poll
+                    args.call_timeout,
+                    args.max_memory,
+                    args.stall_warning,
+                    args.busy_poll,
+                    args.frame_timeout,
                 ),
                 socket_group=args.socket_group,
                 parent_watch=not args.no_parent_watch,

@@ -11,11 +11,15 @@ password.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import importlib
+import importlib.util
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, NamedTuple
 
 from ._errors import A6Error, ConfError, OptionalPackageMissing
@@ -108,13 +112,12 @@ class LimitPolicy:
             raise ConfError("policy must be one of local, redis, redis-cluster")
         if name == "local":
             return LOCAL
-        try:  # loads redis-py now, while preparing the conf, rather than on the first call
-            importlib.import_module("a6runner._redis")
-        except ImportError:
+        if importlib.util.find_spec("redis") is None:
             install = "pip install 'a6runner[redis]'"
             raise OptionalPackageMissing(
                 "redis", install, f"policy {name} needs the redis package: {install}"
-            ) from None
+            )
+        load_redis()  # starts now, while the conf is prepared; the first call waits for it
         if name == "redis":
             target = RedisTarget(
                 nodes=((_string(conf, "redis_host", min_length=2), _port(conf)),),
@@ -193,6 +196,28 @@ class LimitPolicy:
 
 
 LOCAL = LimitPolicy()
+
+_redis_module: concurrent.futures.Future[ModuleType] | None = None
+
+
+def load_redis() -> concurrent.futures.Future[ModuleType]:
+    """``a6runner._redis`` (redis-py and what it imports: asyncio streams, ssl, hiredis),
+    imported once, in a thread: on the event loop the first import would block every
+    connection of the process for about 0.1 s. (Only serving processes use it, and they
+    never fork: a fork during an import would leave the child's import lock held.)"""
+    global _redis_module
+    if _redis_module is None:
+        future: concurrent.futures.Future[ModuleType] = concurrent.futures.Future()
+
+        def load() -> None:
+            try:
+                future.set_result(importlib.import_module("a6runner._redis"))
+            except BaseException as exc:  # the first call reports it
+                future.set_exception(exc)
+
+        threading.Thread(target=load, name="a6runner-import-redis", daemon=True).start()
+        _redis_module = future
+    return _redis_module
 
 
 def conf_fingerprint(conf: Mapping[str, Any]) -> str:

@@ -496,7 +496,7 @@ class Observer:
                     unsent += transport.get_write_buffer_size()
             gauges = {
                 "connections": len(server.connections),
-                "buffered_bytes": server.frame_memory.held + unsent,
+                "buffered_bytes": server.memory.frames + unsent,
             }
         snap["gauges"] = gauges
         return snap

@@ -1,14 +1,17 @@
 """Limits kept in Redis: one client per worker per target, one atomic Lua script per kind.
 
 Each script runs by EVALSHA; a server that does not know it (first use, a restart, SCRIPT
-FLUSH) answers NOSCRIPT and gets the source once by EVAL, which caches it again. Every
-connect, send and read waits at most the target's ``redis_timeout``, and the client is
-asyncio throughout: a dead Redis costs the calls that use it that timeout at most and
-never blocks the event loop. Pools reconnect by themselves once Redis is back. A failing
-target is logged when it starts failing, at most every ``REPORT_EVERY`` seconds while it
-keeps failing, and when it answers again; never with its credentials.
+FLUSH) answers NOSCRIPT and gets the source once by EVAL, which caches it again. A call
+waits at most the target's ``redis_timeout`` in all (waiting for a pooled connection,
+connecting, a Cluster's topology and its retry, EVALSHA and EVAL), and the client is
+asyncio throughout: a dead or hung Redis costs the calls that use it that timeout at most
+and never blocks the event loop. Pools reconnect by themselves once Redis is back. A
+failing server (for a Cluster: each node, by the slot of the call's key) is logged when
+it starts failing, at most every ``REPORT_EVERY`` seconds while it keeps failing, and when
+it answers again; never with its credentials.
 
-Imported on first use of a Redis policy: redis-py is the optional extra ``a6runner[redis]``.
+Imported in a thread on first use of a Redis policy (``_limits.load_redis``): redis-py is
+the optional extra ``a6runner[redis]``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -88,18 +92,16 @@ _FAILURES = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 
 
 def _reason(exc: BaseException, target: RedisTarget) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return f"no answer within its redis_timeout ({target.timeout * 1000:g} ms)"
     text = f"{type(exc).__name__}: {exc}"
     # No redis-py message we know of carries the password; make sure none ever does.
     return text.replace(target.password, "***") if target.password else text
 
 
 def _client_for(target: RedisTarget) -> Any:
-    common: dict[str, Any] = {
-        "username": target.username,
-        "password": target.password,
-        "socket_timeout": target.timeout,
-        "socket_connect_timeout": target.timeout,
-    }
+    # No timeout of each connect, send or read: TargetClient.run bounds each call in all.
+    common: dict[str, Any] = {"username": target.username, "password": target.password}
     if target.ssl:
         common["ssl_cert_reqs"] = "required" if target.ssl_verify else "none"
         common["ssl_check_hostname"] = target.ssl_verify
@@ -108,14 +110,14 @@ def _client_for(target: RedisTarget) -> Any:
             startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
             max_connections=target.keepalive_pool,
             ssl=target.ssl,
-            retry=Retry(NoBackoff(), 1),  # one retry after a slot moved or a node went
+            retry=Retry(NoBackoff(), 1),  # one retry after a slot moved, within the timeout
             **common,
         )
     ((host, port),) = target.nodes
     pool = aioredis.BlockingConnectionPool(
         connection_class=SSLConnection if target.ssl else Connection,
         max_connections=target.keepalive_pool,
-        timeout=target.timeout,  # waiting for a free connection counts as a command's wait
+        timeout=None,  # waiting for a free connection is part of the call's timeout
         host=host,
         port=port,
         db=target.database,
@@ -125,65 +127,101 @@ def _client_for(target: RedisTarget) -> Any:
     return aioredis.Redis.from_pool(pool)
 
 
+@dataclass(slots=True)
+class _Failing:
+    """A server that fails: since when, how many calls failed, when to log it again."""
+
+    since: float
+    next_report: float
+    calls: int = 0
+
+
 class TargetClient:
     """This worker's client of one target, with its failure log and its idle timer."""
 
-    def __init__(self, target: RedisTarget, on_idle: Callable[[TargetClient], None]) -> None:
+    def __init__(
+        self,
+        target: RedisTarget,
+        on_idle: Callable[[TargetClient], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.target = target
         self._client = _client_for(target)
         self._on_idle = on_idle
+        self._clock = clock  # what the failure log is timed by
         self._loop = asyncio.get_running_loop()
         self._in_flight = 0
         self._last_used = self._loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._failing_since: float | None = None
-        self._failures = 0
-        self._next_report = 0.0
+        # by server: a Cluster node's "host:port", or None for the target as a whole
+        self._failing: dict[str | None, _Failing] = {}
 
     async def run(self, script: Script, key: str, *args: int) -> Any:
         self._in_flight += 1
         try:
             try:
-                result = await self._client.evalsha(script.sha, 1, key, *args)
-            except NoScriptError:
-                result = await self._client.eval(script.source, 1, key, *args)
-        except _FAILURES as exc:
-            reason = _reason(exc, self.target)
-            self._failed(reason)
-            raise LimitStoreError(f"{self.target.describe()}: {reason}") from None
+                async with asyncio.timeout(self.target.timeout):
+                    try:
+                        result = await self._client.evalsha(script.sha, 1, key, *args)
+                    except NoScriptError:
+                        result = await self._client.eval(script.source, 1, key, *args)
+            except _FAILURES as exc:
+                reason = _reason(exc, self.target)
+                self._failed(self._server_of(key), reason)
+                raise LimitStoreError(f"{self.target.describe()}: {reason}") from None
         finally:
             self._in_flight -= 1
             self._touch()
-        if self._failing_since is not None:
-            log.warning(
-                "%s answers again after %.1f s (%d calls failed meanwhile)",
-                self.target.describe(),
-                time.monotonic() - self._failing_since,
-                self._failures,
-            )
-            self._failing_since = None
+        if self._failing:
+            self._answered(self._server_of(key))
         return result
 
-    def _failed(self, reason: str) -> None:
-        now = time.monotonic()
-        if self._failing_since is None:
-            self._failing_since, self._failures = now, 0
-            self._next_report = now + REPORT_EVERY
+    def _server_of(self, key: str) -> str | None:
+        """The Cluster node ``key``'s slot is on, as far as the client knows (None: a
+        single server, or a Cluster whose slots it does not know)."""
+        if not self.target.cluster:
+            return None
+        try:
+            return str(self._client.get_node_from_key(key).name)
+        except RedisClusterException:  # (SlotNotCoveredError)
+            return None
+
+    def _describe(self, server: str | None) -> str:
+        described = self.target.describe()
+        return described if server is None else f"{described} node {server}"
+
+    def _failed(self, server: str | None, reason: str) -> None:
+        now = self._clock()
+        failing = self._failing.get(server)
+        if failing is None:
+            failing = self._failing[server] = _Failing(now, now + REPORT_EVERY)
             log.error(
                 "%s failed: %s (the calls that use it fail or degrade until it answers)",
-                self.target.describe(),
+                self._describe(server),
                 reason,
             )
-        elif now >= self._next_report:
-            self._next_report = now + REPORT_EVERY
+        elif now >= failing.next_report:
+            failing.next_report = now + REPORT_EVERY
             log.error(
                 "%s still failing after %.0f s (%d calls): %s",
-                self.target.describe(),
-                now - self._failing_since,
-                self._failures + 1,
+                self._describe(server),
+                now - failing.since,
+                failing.calls + 1,
                 reason,
             )
-        self._failures += 1
+        failing.calls += 1
+
+    def _answered(self, server: str | None) -> None:
+        """A call on ``server`` succeeded: it answers again, and so does the target."""
+        for answering in {server, None}:
+            failing = self._failing.pop(answering, None)
+            if failing is not None:
+                log.warning(
+                    "%s answers again after %.1f s (%d calls failed meanwhile)",
+                    self._describe(answering),
+                    self._clock() - failing.since,
+                    failing.calls,
+                )
 
     # An unused client closes its connections after keepalive_timeout (as nginx closes
     # idle keepalive connections); the next call opens a new one.
@@ -212,16 +250,18 @@ class TargetClient:
 
 
 class RedisStores:
-    """This worker's Redis limits: a client per target, made on first use."""
+    """This worker's Redis limits: a client per target, made on first use (``clock``
+    times their failure logs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._clients: dict[RedisTarget, TargetClient] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
     def client(self, target: RedisTarget) -> TargetClient:
         found = self._clients.get(target)
         if found is None:
-            found = self._clients[target] = TargetClient(target, self._forget)
+            found = self._clients[target] = TargetClient(target, self._forget, self._clock)
         return found
 
     def _forget(self, client: TargetClient) -> None:

@@ -63,10 +63,11 @@ async def serve_single(
 ) -> None:
     """Serve in this process (``--workers 1``) until ``stop`` is set: conf tokens (in
     ``confs``, a new ConfStore when None) and token buckets live here (``clock`` is what
-    their expiry reads: tests pass a fake). ``observer`` sees the calls (``confs`` then
-    holds its stand-ins for the plugins); with no ``confs``, the observer the settings ask
-    for is made here. The plugins are started before the first call and stopped at the
-    end (``lifecycle``: PluginStartError when a start fails)."""
+    their expiry, the frame timeout and the Redis failure log read: tests pass a fake).
+    ``observer`` sees the calls (``confs`` then holds its stand-ins for the plugins);
+    with no ``confs``, the observer the settings ask for is made here. The plugins are
+    started before the first call and stopped at the end (``lifecycle``: PluginStartError
+    when a start fails)."""
     listener = Listener(settings.socket_path, settings.socket_mode, settings.socket_group)
     try:
         log.info(
@@ -96,6 +97,7 @@ async def serve_single(
                 plugins=plugins,
                 observer=observer,
                 lifecycle=lifecycle,
+                clock=clock,
             )
         finally:
             if endpoint is not None:

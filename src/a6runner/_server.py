@@ -9,9 +9,12 @@ filter chain itself, reply building and the error map are in ``_chain``.
 Whatever the peer does, memory stays bounded and every frame gets an answer or a close:
 a connection whose replies are not being read is not read either (write back-pressure);
 frames that arrive while a call runs wait, and the connection is not read meanwhile;
-frames still arriving share a per-process budget (``Limits.frame_memory``), and a
-connection that would exceed it waits, unread, until others finish (the kernel buffers
-the rest); a call that outlives ``Limits.call_timeout`` is ended.
+frames arriving, queued or held by calls, and replies the peer has not read, share a
+per-process budget (``Limits.memory``, see MemoryBudget): a connection whose frame would
+exceed it waits, unread, until others finish (the kernel buffers the rest), and beyond
+it the connection with the most unread replies is closed; a call that outlives
+``Limits.call_timeout`` is ended, and a frame that stops arriving part-way for
+``Limits.frame_timeout`` closes its connection.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ import collections
 import errno
 import fcntl
 import logging
+import operator
 import os
 import socket
 import stat
 import sys
 import termios
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -65,6 +70,10 @@ SHUTDOWN_GRACE = 0.7
 SHUTDOWN_DEADLINE = DRAIN_PAUSE + SHUTDOWN_GRACE + STOP_GRACE + 0.05
 RETIRE_POLL = 0.005  # seconds between looks for connections gone idle, when retiring
 DEADLINE_SWEEP = 1.0  # seconds between checks of the calls' deadlines
+# The most one read of a socket returns (uvloop's and asyncio's transports): a frame this
+# large arrived in several reads, each reserved from the memory budget; calls that hold
+# one keep it counted (smaller ones are left out: counting them would cost every call).
+READ_SIZE = 256 << 10
 ACCEPT_RETRY = 0.1  # seconds without accepting after running out of file descriptors
 # Seconds between checks that APISIX, which started the runner, is still there: an
 # orphaned runner exits within this plus the shutdown grace.
@@ -83,6 +92,7 @@ InfoWaiter = asyncio.Future[bytes | None] | PrefetchSlot
 _PEER_NOT_READING = 1  # our replies pile up in the transport: above its high-water mark
 _FRAMES_WAITING = 2  # frames wait behind the call in flight
 _NO_FRAME_MEMORY = 4  # the frame it is receiving does not fit the budget yet
+_MEMORY_FULL = 8  # connections were closed over the memory budget: until the loop's next turn
 
 # Why the runner cancelled a call's task (Connection.cancel_reason).
 DEADLINE = "deadline"
@@ -98,56 +108,172 @@ class ConfBackend(Protocol):
     def lookup(self, token: int) -> PreparedConf | Awaitable[PreparedConf | None] | None: ...
 
 
-class FrameMemory:
-    """The per-process budget for frames still arriving and frames queued behind a call.
+class MemoryBudget:
+    """The per-process budget for everything held for connections (``Limits.memory``).
 
-    A connection reserves the declared size of the frame it is receiving (known from its
-    header) plus what waits in its queue. A reservation that does not fit makes the
-    connection wait, unread, in arrival order; the oldest reservation always fits, so some
-    frame always completes and frees room."""
+    Frames: a connection reserves the declared size of the frame it is receiving (known
+    from its header) plus what waits in its queue, and holds the frames and ExtraInfo
+    answers of READ_SIZE or more handed to a call that outlives ``data_received`` until
+    that call ends. Frames may take half of the budget: a reservation that does not fit
+    makes the connection wait, unread, in arrival order. When every byte held belongs to
+    waiting connections, the oldest goes anyway, so some frame always completes and frees
+    room; a connection that holds frame memory while its peer does not read our replies
+    (APISIX reads every reply before it sends another frame) is closed to make room.
+
+    Replies: once a connection's unsent replies pass the transport's high-water mark,
+    they are counted until the peer has read them. When frames and replies together pass
+    the budget, the connection with the most unread reply bytes is closed, and reading
+    stops everywhere until the next turn of the event loop (when the transports of closed
+    connections have let go of their buffers), so that no other reply is built meanwhile."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.held = 0
+        self.frame_limit = limit // 2
+        self.frames = 0  # bytes of frames reserved, queued and held by calls
+        self.replies = 0  # unread reply bytes counted
         self._waiting: collections.deque[Connection] = collections.deque()
+        self._waiting_held = 0  # frame bytes held by the waiting connections
+        self._repliers: set[Connection] = set()  # connections whose peer is not reading
+        self._reads_stopped = False
+
+    # -- frames -----------------------------------------------------------------------------
 
     def update(self, conn: Connection, need: int) -> None:
+        """``conn`` needs ``need`` bytes for the frame it receives and its queue."""
         if conn._waiting_for_memory:
             conn._memory_wanted = need
             return
-        if need <= conn._memory_held or self.held == conn._memory_held:
-            self.held += need - conn._memory_held  # shrinking, or alone: always fits
+        grow = need - conn._memory_held
+        if grow <= 0 or self.frames + grow <= self.frame_limit:
+            self.frames += grow
             conn._memory_held = need
-            if self._waiting:
+            if grow < 0 and self._waiting:
                 self._admit()
-        elif self.held + need - conn._memory_held <= self.limit:
-            self.held += need - conn._memory_held
-            conn._memory_held = need
-        else:
-            conn._waiting_for_memory = True
-            conn._memory_wanted = need
-            self._waiting.append(conn)
-            conn._pause(_NO_FRAME_MEMORY)
+            return
+        conn._waiting_for_memory = True
+        conn._memory_wanted = need
+        self._waiting.append(conn)
+        self._waiting_held += conn._memory_held + conn._call_held
+        conn._pause(_NO_FRAME_MEMORY)
+        self._admit()
+
+    def hold_for_call(self, conn: Connection, size: int) -> None:
+        """A frame of ``size`` bytes (at least READ_SIZE) went to ``conn``'s call, which
+        goes on after data_received: it stays counted until the call ends."""
+        self.frames += size
+        conn._call_held += size
+
+    def call_ended(self, conn: Connection) -> None:
+        self.frames -= conn._call_held
+        if conn._waiting_for_memory:
+            self._waiting_held -= conn._call_held
+        conn._call_held = 0
+        if self._waiting:
+            self._admit()
 
     def release(self, conn: Connection) -> None:
+        """``conn`` is gone: everything it held is free."""
         if conn._waiting_for_memory:
             self._waiting.remove(conn)
+            self._waiting_held -= conn._memory_held + conn._call_held
             conn._waiting_for_memory = False
-        self.held -= conn._memory_held
-        conn._memory_held = 0
+        self.frames -= conn._memory_held + conn._call_held
+        conn._memory_held = conn._call_held = 0
+        self._uncount_replies(conn)
         self._admit()
 
     def _admit(self) -> None:
         while self._waiting:
             conn = self._waiting[0]
             grow = conn._memory_wanted - conn._memory_held
-            if self.held + grow > self.limit and self.held != conn._memory_held:
+            if self.frames + grow > self.frame_limit and self.frames != self._waiting_held:
+                self._close_frame_holder_not_read()
                 return
             self._waiting.popleft()
-            self.held += grow
+            self._waiting_held -= conn._memory_held + conn._call_held
+            self.frames += grow
             conn._memory_held = conn._memory_wanted
             conn._waiting_for_memory = False
             conn._resume(_NO_FRAME_MEMORY)
+
+    def _close_frame_holder_not_read(self) -> None:
+        """Frames wait: a connection that holds frame memory while its peer does not read
+        our replies (so it is not read either) will not free it: close it."""
+        holders = [c for c in self._repliers if c._memory_held and c.open]
+        if holders:
+            victim = max(holders, key=_unread_reply_bytes)
+            victim._close_for_memory(
+                f"it holds {_mib(victim._memory_held)} of frame memory that other "
+                "connections wait for, and its peer does not read our replies"
+            )
+
+    # -- replies ------------------------------------------------------------------------------
+
+    def count_replies(self, conn: Connection) -> None:
+        """Count ``conn``'s unsent replies (its peer is not reading: they passed the
+        transport's high-water mark) and keep the total within the budget."""
+        self._repliers.add(conn)
+        self._recount(conn)
+        if self.frames + self.replies > self.limit:
+            self._make_room(conn)
+
+    def replies_read(self, conn: Connection) -> None:
+        """``conn``'s peer has read its replies (down to the low-water mark)."""
+        self._uncount_replies(conn)
+
+    def recount(self) -> None:
+        """For the sweep: peers have read part of what they owed meanwhile."""
+        for conn in self._repliers:
+            self._recount(conn)
+        if self._waiting:
+            self._admit()
+
+    def _recount(self, conn: Connection) -> None:
+        transport = conn._transport
+        size = transport.get_write_buffer_size() if transport is not None else 0
+        self.replies += size - conn._reply_held
+        conn._reply_held = size
+
+    def _uncount_replies(self, conn: Connection) -> None:
+        self._repliers.discard(conn)
+        self.replies -= conn._reply_held
+        conn._reply_held = 0
+
+    def _make_room(self, conn: Connection) -> None:
+        for replier in self._repliers:
+            self._recount(replier)
+        closed = False
+        while self.frames + self.replies > self.limit:
+            candidates = [c for c in self._repliers if c.open]
+            if not candidates:
+                break
+            victim = max(candidates, key=_unread_reply_bytes)
+            victim._close_for_memory(
+                f"its peer has not read {_mib(victim._reply_held)} of replies, the most of "
+                f"any connection, and the memory held for connections passed "
+                f"{_mib(self.limit)} (--max-memory)"
+            )
+            closed = True
+        if closed and not self._reads_stopped:
+            # The transports let go of closed connections' buffers at the end of this
+            # turn of the event loop: until then, no connection builds another reply.
+            self._reads_stopped = True
+            connections = conn._server.connections
+            for c in connections:
+                c._pause(_MEMORY_FULL)
+            conn._loop.call_soon(self._resume_reads, connections)
+
+    def _resume_reads(self, connections: set[Connection]) -> None:
+        self._reads_stopped = False
+        for c in list(connections):
+            c._resume(_MEMORY_FULL)
+
+
+_unread_reply_bytes = operator.attrgetter("_reply_held")
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
 
 
 class Connection(asyncio.Protocol):
@@ -158,7 +284,7 @@ class Connection(asyncio.Protocol):
         self._loop = server._loop
         self._confs = server.confs
         self._services = server.services
-        self._memory = server.frame_memory
+        self._memory = server.memory
         self._splitter = codec.FrameSplitter()
         self._transport: asyncio.Transport | None = None
         # --metrics: what this connection's calls are counted by (None: not counted)
@@ -181,9 +307,14 @@ class Connection(asyncio.Protocol):
         self._prefetch_error: BaseException | None = None
         self._paused = 0  # why reading is paused (the _PEER_NOT_READING... flags)
         self._peer_not_reading = False
-        self._memory_held = 0
+        self._memory_held = 0  # reserved for the frame arriving and the frames queued
         self._memory_wanted = 0
         self._waiting_for_memory = False
+        self._call_held = 0  # frames handed to the call in flight, held until it ends
+        self._reply_held = 0  # unread reply bytes counted (once past the high-water mark)
+        # --frame-timeout: the frame's progress at the last sweep, and when it last grew
+        self._stall_mark = -1
+        self._stall_since = 0.0
         self.calls_ended = 0  # calls past data_received that ended (a reload waits on them)
 
     # -- asyncio.Protocol -----------------------------------------------------------------
@@ -235,9 +366,11 @@ class Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._peer_not_reading = True
         self._pause(_PEER_NOT_READING)
+        self._memory.count_replies(self)
 
     def resume_writing(self) -> None:
         self._peer_not_reading = False
+        self._memory.replies_read(self)
         self._resume(_PEER_NOT_READING)
         self._dispatch_queued()
 
@@ -274,12 +407,23 @@ class Connection(asyncio.Protocol):
         or half-read, not a byte unread in the socket (closing now loses no call)."""
         if self._in_call or self._queued or self._splitter.pending or self._transport is None:
             return False
+        return self._unread_bytes() == 0
+
+    def _unread_bytes(self) -> int:
+        """Bytes the peer sent that wait in the socket buffer (0 once the socket is gone)."""
+        if self._transport is None:
+            return 0
         sock = self._transport.get_extra_info("socket")
         try:
             unread = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
         except (OSError, AttributeError):
-            return True  # the socket is gone already
-        return int.from_bytes(unread, sys.byteorder) == 0
+            return 0  # the socket is gone already
+        return int.from_bytes(unread, sys.byteorder)
+
+    @property
+    def open(self) -> bool:
+        """Not closed, nor closing."""
+        return self._transport is not None and not self._transport.is_closing()
 
     def close(self) -> None:
         if self._transport is not None:
@@ -331,6 +475,8 @@ class Connection(asyncio.Protocol):
             return
         if rest is not None:
             self._run_task(rest)
+        if self._in_call and len(payload) >= READ_SIZE:  # held by a call that goes on
+            self._memory.hold_for_call(self, len(payload))
 
     def _dispatch_queued(self) -> None:
         while (
@@ -432,6 +578,10 @@ class Connection(asyncio.Protocol):
     def _call_done(self) -> None:
         self._in_call = False
         self.calls_ended += 1
+        if self._call_held:
+            self._memory.call_ended(self)
+        if self._peer_not_reading:  # the call's reply is unread too
+            self._memory.count_replies(self)
         self._dispatch_queued()
         self._server.call_finished(self)
 
@@ -449,6 +599,34 @@ class Connection(asyncio.Protocol):
         elif now - self._call_started >= timeout + DEADLINE_SWEEP:
             log.warning("a call ignored its cancellation at the call timeout: connection closed")
             self._abort()
+
+    def check_frame(self, now: float, timeout: float) -> None:
+        """Close the connection when the frame it is receiving has not grown for
+        ``timeout`` seconds while the runner reads it (bytes waiting in the socket buffer
+        count: they are read next). Not reading it stops the clock: while it waits for
+        frame memory, for its peer to read our replies, or for the call in flight to end
+        (unless that call waits for an ExtraInfo answer)."""
+        pending = self._splitter.pending
+        if not pending or self._paused or (self._in_call and not self._info_waiters):
+            self._stall_mark = -1
+            return
+        mark = pending + self._unread_bytes()
+        if mark != self._stall_mark:
+            self._stall_mark, self._stall_since = mark, now
+        elif now - self._stall_since >= timeout:
+            log.warning(
+                "connection closed: a frame stopped arriving (%d of its %d bytes came, then "
+                "nothing for %gs: --frame-timeout)",
+                pending,
+                self._splitter.expected,
+                timeout,
+            )
+            self._abort()
+
+    def _close_for_memory(self, why: str) -> None:
+        log.warning("connection closed: %s", why)
+        self._memory.replies_read(self)  # the transport drops them
+        self._abort()
 
     def _abort(self) -> None:
         if self._transport is not None:
@@ -503,6 +681,8 @@ class Connection(asyncio.Protocol):
         self.send(b"".join([codec.build_extra_info_req(t, n) for t, n in questions]))
 
     def _on_extra_info(self, payload: bytes) -> None:
+        if len(payload) >= READ_SIZE and self._in_call:  # the call's until it ends
+            self._memory.hold_for_call(self, len(payload))
         waiter = self._info_waiters.popleft()
         if type(waiter) is tuple:
             call, (info_type, name), then = waiter
@@ -640,12 +820,14 @@ class Server:
         services: RunnerServices,
         accept_pause: float = 0.0,
         limits: Limits = DEFAULT_LIMITS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sock = sock
         self.confs = confs
         self.services = services
         self.limits = limits
-        self.frame_memory = FrameMemory(limits.frame_memory)
+        self.memory = MemoryBudget(limits.memory)
+        self.clock = clock  # what the sweep times stalled frames by (tests move a fake one)
         # With workers sharing the socket: after each accept, leave the next ones to the
         # others for this long, so a burst of connects is shared out (and a busy worker,
         # slower to come back, takes fewer).
@@ -676,8 +858,7 @@ class Server:
         self._loop = asyncio.get_running_loop()
         self._accepting = True
         self._listen()
-        if self.limits.call_timeout > 0:
-            self._deadlines = self._loop.call_later(DEADLINE_SWEEP, self._check_deadlines)
+        self._deadlines = self._loop.call_later(DEADLINE_SWEEP, self._check_deadlines)
 
     def keep_polling(self) -> None:
         """--busy-poll, on every read: until ``limits.busy_poll`` seconds pass with no
@@ -749,10 +930,16 @@ class Server:
             self._serve_socket(conn)
 
     def _check_deadlines(self) -> None:
-        now = self._loop.time()
-        timeout = self.limits.call_timeout
+        """Once a second: calls past the call timeout, frames stalled past the frame
+        timeout, and the unread replies counted again."""
+        now, stall_now = self._loop.time(), self.clock()
+        call_timeout, frame_timeout = self.limits.call_timeout, self.limits.frame_timeout
         for conn in list(self.connections):
-            conn.check_deadline(now, timeout)
+            if call_timeout > 0:
+                conn.check_deadline(now, call_timeout)
+            if frame_timeout > 0:
+                conn.check_frame(stall_now, frame_timeout)
+        self.memory.recount()
         self._deadlines = self._loop.call_later(DEADLINE_SWEEP, self._check_deadlines)
 
     def call_finished(self, conn: Connection) -> None:
@@ -847,6 +1034,7 @@ async def serve(
     observer: Observer | None = None,
     lifecycle: PluginLifecycle | None = None,
     hand_off: HandOff | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Serve APISIX connections on the listening ``sock`` until ``stop`` is set, then stop
     accepting and let the calls in flight finish, for SHUTDOWN_GRACE (APISIX kills the
@@ -856,8 +1044,8 @@ async def serve(
     ``plugins`` are started first (``lifecycle``, which stops them at the end, after the
     calls in flight; PluginStartError when one fails) and watched for filters that block
     the event loop (``limits.stall_warning``); ``observer`` (metrics, tracing, debug
-    logging) sees every call."""
-    server = Server(sock, confs, services, accept_pause, limits)
+    logging) sees every call; ``clock`` is what stalled frames are timed by."""
+    server = Server(sock, confs, services, accept_pause, limits, clock)
     if lifecycle is None:
         lifecycle = PluginLifecycle()
     lifecycle.server = server

@@ -11,12 +11,13 @@ gateway node that uses the same Redis.
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._limits import LimitPolicy, Quota
+from ._limits import LimitPolicy, Quota, load_redis
 
 if TYPE_CHECKING:
     from ._redis import RedisStores
@@ -132,9 +133,11 @@ class FixedWindowCounters:
 class PolicyServices(abc.ABC):
     """RunnerServices, whatever the policy: local limits through ``_local_reserve`` /
     ``_local_count`` (this process, or the supervisor in a worker), Redis limits through
-    this process's own connection pools, made on first use."""
+    this process's own connection pools, made on first use (``clock`` is what their
+    failure log is timed by)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._redis_stores: RedisStores | None = None
 
     async def reserve(
@@ -142,7 +145,8 @@ class PolicyServices(abc.ABC):
     ) -> float | None:
         if policy is None or policy.redis is None:
             return await self._local_reserve(key, rate, burst)
-        return await self._redis().reserve(policy.redis, key, rate, burst)
+        stores = self._redis_stores or await self._redis()
+        return await stores.reserve(policy.redis, key, rate, burst)
 
     async def counter(
         self,
@@ -156,18 +160,19 @@ class PolicyServices(abc.ABC):
             raise ValueError("counter() needs limit >= 0, window > 0 and cost >= 1")
         if policy is None or policy.redis is None:
             return await self._local_count(key, limit, window, cost)
-        return await self._redis().count(policy.redis, key, limit, window, cost)
+        stores = self._redis_stores or await self._redis()
+        return await stores.count(policy.redis, key, limit, window, cost)
 
     async def aclose(self) -> None:
         """Close the Redis connections (local limits need nothing)."""
         if self._redis_stores is not None:
             await self._redis_stores.aclose()
 
-    def _redis(self) -> RedisStores:
-        if self._redis_stores is None:
-            from ._redis import RedisStores  # redis-py is an optional extra: import on use
-
-            self._redis_stores = RedisStores()
+    async def _redis(self) -> RedisStores:
+        """The Redis stores, once redis-py is imported (in a thread: see load_redis)."""
+        module = await asyncio.wrap_future(load_redis())
+        if self._redis_stores is None:  # (another call may have made them meanwhile)
+            self._redis_stores = module.RedisStores(self.clock)
         return self._redis_stores
 
     @abc.abstractmethod
@@ -183,7 +188,7 @@ class LocalServices(PolicyServices):
     """RunnerServices for a single process."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__()
+        super().__init__(clock)
         self.buckets = TokenBuckets(clock)
         self.counters = FixedWindowCounters(clock)
 

@@ -12,7 +12,10 @@ CONF_TTL_FACTOR = 1.2  # keep confs a bit longer than APISIX caches their tokens
 DEFAULT_SOCKET_MODE = 0o766  # APISIX workers often run as nobody: they must connect
 # APISIX reads a call's answer with a 60 s timeout: give up on a call just before it does.
 DEFAULT_CALL_TIMEOUT = 56.0
-DEFAULT_FRAME_MEMORY = 128 << 20  # bytes of frames still arriving, per worker
+# Bytes held for connections, per serving process: frames may take half, replies the rest.
+DEFAULT_MEMORY = 256 << 20
+# APISIX writes a whole frame at once: one that stops arriving this many seconds is stalled.
+DEFAULT_FRAME_TIMEOUT = 5.0
 DEFAULT_STALL_WARNING = 0.1  # seconds a filter may block the event loop before a warning
 MAX_BUSY_POLL = 0.01  # --busy-poll: at most 10 ms of polling after each read
 UNKNOWN_PLUGINS = ("skip", "refuse")  # --unknown-plugins
@@ -54,14 +57,19 @@ class Limits:
 
     # A call not answered after this many seconds is ended (0: no deadline).
     call_timeout: float = DEFAULT_CALL_TIMEOUT
-    # Frames still arriving (and frames queued behind a call) may hold this many bytes in
-    # all; beyond it, connections starting another frame wait, unread, for their turn.
-    frame_memory: int = DEFAULT_FRAME_MEMORY
+    # Everything held for connections may take this many bytes in all: frames arriving,
+    # queued or handed to a call until it ends may take half (beyond it, connections
+    # starting another frame wait, unread, for their turn); replies written but not read
+    # by the peer the rest (beyond it, the connection with the most is closed).
+    memory: int = DEFAULT_MEMORY
     # A filter blocking the event loop this long is logged by name (0: no watchdog).
     stall_warning: float = DEFAULT_STALL_WARNING
     # After each read, keep polling the sockets instead of sleeping until this many
     # seconds pass with nothing to read (0: sleep at once; README, "Latency at low load").
     busy_poll: float = 0.0
+    # A frame that stops arriving part-way for this many seconds, while the runner reads
+    # its connection, closes that connection (0: never).
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT
 
 
 DEFAULT_LIMITS = Limits()

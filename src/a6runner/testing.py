@@ -638,10 +638,10 @@ def run_runner(
     ``PluginLoadError``). The plugins' ``start`` runs before the block begins (one that
     raises makes this raise ``PluginStartError``), their ``stop`` when it ends. Confs are
     kept ``conf_expire_time`` x 1.2 seconds, as in
-    production. ``clock`` is the monotonic clock that conf expiry and the limit buckets
-    and counters read: pass a fake one to let a TTL pass without sleeping.
-    ``unknown_plugins="refuse"`` refuses the calls of a conf naming an unregistered plugin
-    (``--unknown-plugins``).
+    production. ``clock`` is the monotonic clock that conf expiry, the limit buckets and
+    counters, the frame timeout and the Redis failure log read: pass a fake one to let a
+    TTL pass without sleeping. ``unknown_plugins="refuse"`` refuses the calls of a conf
+    naming an unregistered plugin (``--unknown-plugins``).
     """
     from ._registry import build_registry
     from ._runner import serve_single
