@@ -277,3 +277,27 @@ def test_an_unusable_log_file_is_named(tmp_path: Path) -> None:
 def test_a_bad_busy_poll_is_refused_by_name(tmp_path: Path, value: str, says: str) -> None:
     err = failed(a6("run", "--listen", f"unix:{tmp_path}/x.sock", "--busy-poll", value), 2)
     assert f"argument --busy-poll: {says}" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("plugins",), ("schema",), ("schema", "say"), ("call", "say", "--conf", '{"body": "hi"}')],
+)
+def test_a_reader_that_went_away_ends_the_command_quietly(args: tuple[str, ...]) -> None:
+    """``a6-runner schema | head``: the pipe's reader is gone before the command writes
+    (its end is closed first, so every write fails): exit 1, no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "a6runner", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Broken pipe" not in result.stderr

@@ -346,3 +346,16 @@ def test_yaml_without_pyyaml_says_what_to_install(
     assert (status, out) == (2, "")
     assert "is not JSON, and reading YAML needs PyYAML: pip install 'a6runner[yaml]'" in err
     assert run(capsys, "check-route", write(tmp_path, ROUTE))[0] == 1  # JSON needs nothing
+
+
+def test_a_misspelt_plugin_name_gets_the_nearest_registered_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    route = {"plugins": {"ext-plugin-pre-req": ext(("ip-restrictoin", {}), ("nope", {}))}}
+    status, out, _ = run(capsys, "check-route", "--no-entry-points", write(tmp_path, route))
+    assert status == 1
+    assert out.splitlines() == [
+        "plugins.ext-plugin-pre-req.conf[0] (ip-restrictoin): no plugin with that name is "
+        "registered (did you mean 'ip-restriction'?)",
+        "plugins.ext-plugin-pre-req.conf[1] (nope): no plugin with that name is registered",
+    ]

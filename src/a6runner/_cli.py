@@ -360,7 +360,18 @@ def _no_command(parser: argparse.ArgumentParser) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        status = _main(sys.argv[1:] if argv is None else list(argv))
+        sys.stdout.flush()  # a reader that went away shows here at the latest
+    except BrokenPipeError:
+        # `a6-runner schema | head`: the reader has what it wanted; no traceback, and
+        # nothing more written to the closed pipe when the interpreter exits
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return status
+
+
+def _main(argv: list[str]) -> int:
     # `call`, `bench` and the conf tools have their own parsers and imports: `a6-runner run`
     # never loads them
     if argv[:1] == ["schema"]:
@@ -429,6 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PluginLoadError as exc:
         print(f"a6-runner: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # (an OSError, but not the runner's: main() ends quietly)
     except (A6Error, OSError) as exc:
         print(f"a6-runner: error: {exc}", file=sys.stderr)
         return 1

@@ -267,7 +267,11 @@ def _check_entry(entry: Any, at: str, plugins: Mapping[str, Plugin]) -> Report |
     name = entry["name"]
     plugin = plugins.get(name)
     if plugin is None:
-        return Report(at, name, "problem", "no plugin with that name is registered")
+        import difflib  # (check-route only: never on a serving runner's import path)
+
+        near = difflib.get_close_matches(name, list(plugins), n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        return Report(at, name, "problem", f"no plugin with that name is registered{hint}")
     value = entry.get("value", "")
     if not isinstance(value, str):  # APISIX's schema: a string it sends as is
         return Report(at, name, "problem", "value must be a string of JSON (APISIX sends it as is)")

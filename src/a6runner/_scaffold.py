@@ -126,6 +126,9 @@ class {cls}(Plugin):
     name = "{name}"
     conf_type = {cls}Conf
 
+    # A connection pool (an HTTP client, a database)? Open it in ``async def start(self)``
+    # and close it in ``async def stop(self)``: each runs once in every serving process.
+
     # plain ``def`` filters run inline; make one ``async def`` to await I/O in it
     def request_filter(self, conf: {cls}Conf, req: Request) -> None:
         if req.path not in conf.skip_paths:
