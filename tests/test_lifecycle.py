@@ -12,13 +12,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from processes import worker_pids
+from processes import WAIT, wait_for_log, wait_until, worker_pids
 
 from a6runner import Plugin
 from a6runner._kernels import codec
@@ -30,19 +28,6 @@ pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: se
 PLUGINS = str(Path(__file__).with_name("lifecycle_plugins.py"))
 BAD_STOPS = str(Path(__file__).with_name("lifecycle_bad_stops.py"))
 NAMES = ("async-hooks", "counted-start", "failing-start", "slow-start", "sync-hooks")  # in order
-WAIT = 60.0  # seconds an expected event may take on a busy machine before the test fails
-
-
-def wait_until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what}")
-        time.sleep(0.01)
-
-
-def wait_for_log(runner: RunnerProcess, text: str, count: int = 1) -> None:
-    wait_until(lambda: runner.log().count(text) >= count, f"{count} x {text!r} in the log")
 
 
 class Events:

@@ -10,12 +10,12 @@ import logging
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import WAIT, wait_until
 
 from a6runner import PluginError
 from a6runner._errors import ConfigError
@@ -32,15 +32,6 @@ from a6runner.testing import AsyncClient, spawn_runner
 pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
 
 SUPPORT = str(Path(__file__).with_name("support_plugins.py"))
-WAIT = 30.0
-
-
-def wait_until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what}")
-        time.sleep(0.02)
 
 
 def text(path: Path) -> str:

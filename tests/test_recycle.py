@@ -8,34 +8,20 @@ from __future__ import annotations
 
 import os
 import re
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pooled import PooledConnection, progressed
+from processes import WAIT, wait_for_log, wait_until
 from test_metrics import scrape, value
 
 from a6runner._workers import MemoryRecycler, private_memory
-from a6runner.testing import RunnerProcess, spawn_runner
+from a6runner.testing import spawn_runner
 
 pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
 
 PLUGINS = str(Path(__file__).with_name("recycle_plugins.py"))
-WAIT = 60.0
 MIB = 1 << 20
-
-
-def wait_until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what}")
-        time.sleep(0.02)
-
-
-def wait_for_log(runner: RunnerProcess, text: str, count: int = 1) -> None:
-    wait_until(lambda: runner.log().count(text) >= count, f"{count} x {text!r} in the log")
 
 
 @pytest.mark.parametrize("workers", [1, 2])

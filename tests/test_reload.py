@@ -12,18 +12,16 @@ import signal
 import socket
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from processes import WAIT, wait_for_log, wait_until
 
 from a6runner._kernels import codec
-from a6runner.testing import Client, RunnerProcess, decode_reply, spawn_runner
+from a6runner.testing import Client, decode_reply, spawn_runner
 
 pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
 
-WAIT = 30.0  # seconds an expected event may take on a busy machine before the test fails
 
 PLUGIN = """\
 import asyncio
@@ -51,18 +49,6 @@ class Version(Plugin):
 
 def write_plugin(path: Path, version: str) -> None:
     path.write_text(PLUGIN.format(version=version))
-
-
-def wait_until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what}")
-        time.sleep(0.02)
-
-
-def wait_for_log(runner: RunnerProcess, text: str, count: int = 1) -> None:
-    wait_until(lambda: runner.log().count(text) >= count, f"{count} x {text!r} in the log")
 
 
 def answer(apisix: Client, token: int) -> str:

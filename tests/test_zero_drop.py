@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pooled import PooledConnection, progressed
+from processes import WAIT, wait_for_log, wait_until
 
 from a6runner._kernels import codec
 from a6runner.testing import RunnerProcess, decode_reply, spawn_runner
 
 pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
 
-WAIT = 60.0  # seconds an expected event may take on a busy machine before the test fails
 CONNECTIONS = 16
 RELOADS = 3
 
@@ -59,18 +58,6 @@ class Version(Plugin):
 
 def write_plugin(path: Path, version: str) -> None:
     path.write_text(PLUGIN.format(version=version))
-
-
-def wait_until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what}")
-        time.sleep(0.01)
-
-
-def wait_for_log(runner: RunnerProcess, text: str, count: int = 1) -> None:
-    wait_until(lambda: runner.log().count(text) >= count, f"{count} x {text!r} in the log")
 
 
 def drive_through_reloads(runner: RunnerProcess, source: Path) -> list[PooledConnection]:
