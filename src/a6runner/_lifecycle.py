@@ -24,13 +24,10 @@ import inspect
 import logging
 import threading
 from collections.abc import Awaitable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._plugin import Plugin
 from ._registry import PluginLoadError
-
-if TYPE_CHECKING:
-    from ._server import Connection, Server
 
 log = logging.getLogger("a6runner")
 
@@ -59,13 +56,27 @@ def _being_cancelled() -> bool:
     return cancelling is None or cancelling() > 0
 
 
+class RunningServer(Protocol):
+    """The server the instances serve on (``_server.Server``, which imports this module: a
+    protocol keeps the import one way), as the lifecycle and a retiring worker use it."""
+
+    def calls_in_flight(self) -> list[tuple[Any, int]]:
+        """Each connection with a call in flight now, with its count of ended calls."""
+
+    def still_running(self, calls: list[tuple[Any, int]]) -> bool:
+        """Whether one of ``calls`` (from calls_in_flight) is still running."""
+
+    def shorten_retire(self, grace: float) -> None:
+        """Shutdown while retiring: calls in flight get ``grace`` seconds, not more."""
+
+
 class PluginLifecycle:
     """The plugin instances this process serves with: started, and not stopped yet; and
     the server they serve on (set by ``serve()``), whose calls a retired instance waits
     for."""
 
     def __init__(self) -> None:
-        self.server: Server | None = None
+        self.server: RunningServer | None = None
         self._in_service: dict[int, tuple[str, Plugin]] = {}  # by id() of the instance
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping: dict[asyncio.Future[None], str] = {}  # stop hooks still running
@@ -156,7 +167,7 @@ class PluginLifecycle:
         self.track(asyncio.ensure_future(self._retire(list(plugins.items()), calls)))
 
     async def _retire(
-        self, plugins: list[tuple[str, Plugin]], calls: list[tuple[Connection, int]]
+        self, plugins: list[tuple[str, Plugin]], calls: list[tuple[Any, int]]
     ) -> None:
         server = self.server
         while server is not None and server.still_running(calls):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from ._errors import ConfError
 from ._kernels import codec, headers
+from ._tracing import TraceContext, trace_context_of
 from .confs import decode_conf, parse_json
 
 if TYPE_CHECKING:
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from ._codec_py import HTTPReqCallReq, HTTPRespCallReq
     from ._headers_py import MultiMap
     from ._limits import LimitPolicy, Quota
-    from ._tracing import TraceContext
 else:
     MultiMap = headers.MultiMap
 
@@ -230,8 +230,6 @@ class _CallBase:
         opentelemetry plugin injected), else from the vars ``opentelemetry_context_
         traceparent`` / ``http_traceparent`` when this call already fetched them (the only
         source in the response phase: declare them in ``required_vars``)."""
-        from ._tracing import trace_context_of
-
         headers = self._decoded.headers if isinstance(self, Request) else ()
         return trace_context_of(headers, self._vars)
 

@@ -32,7 +32,7 @@ import sys
 import termios
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 from . import _chain as chain
 from ._confstore import PreparedConf, Question, RawConf
@@ -52,9 +52,6 @@ from ._pressure import CpuPressure
 from ._services import PolicyServices
 from ._settings import DEFAULT_LIMITS, Limits
 from ._watchdog import StallWatchdog
-
-if TYPE_CHECKING:
-    from ._observe import Observer
 
 log = logging.getLogger("a6runner")
 
@@ -808,6 +805,18 @@ class HandOff(Protocol):
         """Until every connection passed on has left this process."""
 
 
+class CallObserver(Protocol):
+    """What ``serve()`` does with an observer (metrics, tracing, debug logging:
+    ``_observe.Observer``, which subclasses Connection: a protocol keeps the import one
+    way)."""
+
+    def attach(self, server: Server) -> None:
+        """Before the first connection: from now on, observe ``server``'s calls."""
+
+    def detach(self) -> None:
+        """When serving ends, whatever ended it."""
+
+
 class Server:
     """Serves APISIX connections on a listening unix socket, in the running event loop."""
 
@@ -1031,7 +1040,7 @@ async def serve(
     limits: Limits = DEFAULT_LIMITS,
     plugins: Mapping[str, Plugin] | None = None,
     retire_grace: Callable[[], float] | None = None,
-    observer: Observer | None = None,
+    observer: CallObserver | None = None,
     lifecycle: PluginLifecycle | None = None,
     hand_off: HandOff | None = None,
     clock: Callable[[], float] = time.monotonic,

@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from ._errors import ConfigError
-
-if TYPE_CHECKING:
-    from ._chain import Phase
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 # Where a call's context may be, in order: nginx variables already fetched in this call.
@@ -127,6 +124,19 @@ def require_opentelemetry() -> None:
         ) from None
 
 
+class CallPhase(Protocol):
+    """What a call's span reads of its phase (``_chain.Phase``, which imports this module
+    through the plugin API: a protocol keeps the import one way)."""
+
+    @property
+    def name(self) -> str:
+        """``"request"`` (its headers may carry the trace context) or ``"response"``."""
+
+    @property
+    def frame(self) -> str:
+        """The call's frame, the span's name: ``"HTTPReqCall"`` or ``"HTTPRespCall"``."""
+
+
 class CallSpan:
     """A call's span: ended with its outcome when the reply is written."""
 
@@ -186,7 +196,7 @@ class Tracing:
 
         return cls(trace.get_tracer("a6runner"), worker)
 
-    def call_span(self, phase: Phase, decoded: Any) -> CallSpan:
+    def call_span(self, phase: CallPhase, decoded: Any) -> CallSpan:
         from opentelemetry.trace import SpanKind
 
         parent = None
