@@ -38,11 +38,13 @@ class ResponseRewriteConf:
     headers: dict[Annotated[str, Length(min=1)], str] = field(default_factory=dict)
     body: bytes = b""
     filters: tuple[Filter, ...] = ()
+    header_items: tuple[tuple[str, str], ...] = field(init=False)  # (no .items() per call)
     rewriter: BodyRewriter | None = field(init=False)  # the filters, compiled once, here
 
     def __post_init__(self) -> None:
         if 0 < self.status < 100:
             raise ConfError("status", "must be 0 (unchanged) or an integer in 100..999")
+        self.header_items = tuple(self.headers.items())
         self.rewriter = (  # ConfError for a regex that does not compile
             BodyRewriter([(f.regex, f.scope, f.replace) for f in self.filters])
             if self.filters
@@ -63,7 +65,7 @@ class ResponseRewrite(Plugin):
         if conf.status:
             resp.status = conf.status
         resp.headers.set("X-Resp-A6-Runner", "Python")
-        for name, value in conf.headers.items():
+        for name, value in conf.header_items:
             resp.headers.set(name, value)
         if conf.rewriter is not None:
             new_body = conf.rewriter.rewrite(resp.get_body())
