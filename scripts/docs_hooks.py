@@ -1,7 +1,8 @@
 """mkdocs hooks for the documentation site (mkdocs.yml ``hooks:``).
 
-``<!-- README.md -->`` on a line of its own (the home page, docs/index.md) becomes the
-repository's README.md, its links to the site's pages (``docs/...``) and to the files the
+A page with ``<!-- README.md -->`` on a line of its own (the home page, docs/index.md,
+whose other lines point GitHub's readers to README.md) becomes the repository's README.md,
+its links to the site's pages (``docs/...``) and to the files the
 site includes (CHANGELOG.md, ...) made the site's own: one front page, read on GitHub and
 on the site alike. A relative link of README that the site cannot follow fails the build.
 
@@ -85,7 +86,8 @@ def _the_others(shown: set[str]) -> str:
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
-    markdown = README_MARKER.sub(lambda _: _readme_for_the_site(), markdown)
+    if README_MARKER.search(markdown):
+        return _readme_for_the_site()
     shown = {m.group(1) for m in HELP_MARKER.finditer(markdown) if m.group(1) != "*"}
     return HELP_MARKER.sub(
         lambda m: _the_others(shown) if m.group(1) == "*" else _help(m.group(1)), markdown
