@@ -1,5 +1,11 @@
 """mkdocs hooks for the documentation site (mkdocs.yml ``hooks:``).
 
+A page with ``<!-- README.md -->`` on a line of its own (the home page, docs/index.md,
+whose other lines point GitHub's readers to README.md) becomes the repository's README.md,
+its links to the site's pages (``docs/...``) and to the files the
+site includes (CHANGELOG.md, ...) made the site's own: one front page, read on GitHub and
+on the site alike. A relative link of README that the site cannot follow fails the build.
+
 ``<!-- a6-runner-help: COMMAND -->`` on a line of its own becomes the text block that
 ``a6-runner COMMAND --help`` prints (``<!-- a6-runner-help: -->`` for ``a6-runner
 --help``), and ``<!-- a6-runner-help: * -->`` a section for each command ``a6-runner
@@ -15,11 +21,43 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 HELP_MARKER = re.compile(r"^<!-- a6-runner-help: *([a-z-]*|\*) *-->$", re.M)
 # in `a6-runner --help`: the lines under "commands:" that name one, "    run   serve ..."
 COMMAND_LINE = re.compile(r"^    ([a-z][a-z-]*)\s{2,}\S", re.M)
+
+
+README_MARKER = re.compile(r"^<!-- README.md -->$", re.M)
+ROOT = Path(__file__).resolve().parent.parent
+# README's links to files the site shows as pages of its own
+README_FILES_ON_THE_SITE = {
+    "CHANGELOG.md": "changelog.md",
+    "CONTRIBUTING.md": "contributing.md",
+    "SECURITY.md": "security.md",
+    "bench/README.md": "appendix/benchmarks.md",
+}
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _readme_for_the_site() -> str:
+    def site_link(match: re.Match[str]) -> str:
+        target = match.group(1)
+        path, hash_, anchor = target.partition("#")
+        if "://" in target or target.startswith("#"):
+            return match.group(0)
+        if path.startswith("docs/"):
+            return f"]({path.removeprefix('docs/')}{hash_}{anchor})"
+        if path in README_FILES_ON_THE_SITE:
+            return f"]({README_FILES_ON_THE_SITE[path]}{hash_}{anchor})"
+        raise RuntimeError(
+            f"README.md links to {target}, which the site does not have: link a docs/ page "
+            "or add the file to README_FILES_ON_THE_SITE in scripts/docs_hooks.py"
+        )
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return MARKDOWN_LINK.sub(site_link, readme)
 
 
 def _help(command: str) -> str:
@@ -48,6 +86,8 @@ def _the_others(shown: set[str]) -> str:
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
+    if README_MARKER.search(markdown):
+        return _readme_for_the_site()
     shown = {m.group(1) for m in HELP_MARKER.finditer(markdown) if m.group(1) != "*"}
     return HELP_MARKER.sub(
         lambda m: _the_others(shown) if m.group(1) == "*" else _help(m.group(1)), markdown

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import redis
+from doc_blocks import python_file
 from redis_servers import RedisClusterNodes, RedisServer, free_port, running
 
 from a6runner import LimitPolicy, LimitStoreError, Plugin, Request, conf_fingerprint
@@ -26,7 +27,6 @@ from a6runner.testing import Client, Reply, RunnerHandle, RunnerProcess, run_run
 
 pytestmark = pytest.mark.runtime  # run once (compiled kernels) by make test: see pyproject
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVED_BY = str(Path(__file__).with_name("limit_plugins.py"))
 PASSWORD = "s3cret-Pa55word-never-logged"
 
@@ -84,9 +84,9 @@ def gateway_nodes(
 ) -> Iterator[tuple[RunnerProcess, RunnerProcess]]:
     """Two runners as two gateway nodes would run them: each its own process and socket
     (the second with two workers: each worker has its own Redis pool). Both serve the
-    README's example plugin too; the first logs at debug level."""
-    example = tmp_path_factory.mktemp("readme") / "daily_quota.py"
-    example.write_text(readme_example(), encoding="utf-8")
+    services page's example plugin too; the first logs at debug level."""
+    example = tmp_path_factory.mktemp("docs") / "daily_quota.py"
+    example.write_text(services_example(), encoding="utf-8")
     plugins = ["--plugins", SERVED_BY, "--plugins", str(example)]
     with (
         tempfile.TemporaryDirectory(prefix="a6runner-test-") as sockets,
@@ -96,16 +96,17 @@ def gateway_nodes(
         yield first, second
 
 
-def readme_example() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    found = re.search(r"```python\n(# my_plugins/daily_quota\.py\n.*?)```", text, re.S)
-    assert found, "README.md lost its services example"
-    return found.group(1)
+def services_example() -> str:
+    """The plugin of the site's "Runner services" page, as written there."""
+    return python_file("writing-plugins/services.md", "my_plugins/daily_quota.py")
 
 
 def daily_quota_plugin() -> type[Plugin]:
     namespace: dict[str, Any] = {}
-    exec(compile(readme_example(), "README.md (daily_quota.py)", "exec"), namespace)
+    exec(
+        compile(services_example(), "docs/writing-plugins/services.md (daily_quota.py)", "exec"),
+        namespace,
+    )
     plugin: type[Plugin] = namespace["DailyQuota"]
     return plugin
 

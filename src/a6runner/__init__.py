@@ -1,7 +1,8 @@
 """a6runner: a Python plugin runner for Apache APISIX with a compiled core.
 
 Write a plugin by subclassing :class:`Plugin`; test it with :mod:`a6runner.testing`;
-run it with ``a6-runner run`` (APISIX starts it for you). See README.md.
+run it with ``a6-runner run`` (APISIX starts it for you). See README.md and the
+documentation site (docs/).
 """
 
 from ._errors import A6Error, ConfError, DecodeError, FrameTooLarge, PluginError, ProtocolError

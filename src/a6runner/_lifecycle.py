@@ -1,5 +1,5 @@
-"""``Plugin.start()`` and ``Plugin.stop()`` in each serving process (README, "Writing a
-plugin": start and stop).
+"""``Plugin.start()`` and ``Plugin.stop()`` in each serving process (the documentation's
+"Start and stop" page, docs/writing-plugins/lifecycle.md).
 
 ``start`` runs once per plugin instance in every process that serves calls — the single
 process, each ``--workers`` worker after its fork (never the supervisor, which serves

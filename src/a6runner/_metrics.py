@@ -150,7 +150,7 @@ def families(
     processes: Sequence[tuple[str, int]],
     recycles: int = 0,
 ) -> list[Metric]:
-    """Every metric family of the runner (README, Monitoring, says what each means)."""
+    """Every metric family of the runner (docs/operations/monitoring.md says what each means)."""
     from prometheus_client.metrics_core import (
         CounterMetricFamily,
         GaugeMetricFamily,

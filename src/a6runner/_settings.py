@@ -52,24 +52,29 @@ def parse_conf_expire_time(value: str, source: str = "APISIX_CONF_EXPIRE_TIME") 
 
 @dataclass(frozen=True)
 class Limits:
-    """What one serving process allows a call and a connection (see README, Hardening),
-    and how it waits for the next frame."""
+    """What one serving process allows a call and a connection, and how it waits for the
+    next frame: each field is a flag of ``a6-runner run``, in seconds and bytes (the
+    documentation's Hardening page says what happens at each limit)."""
 
-    # A call not answered after this many seconds is ended (0: no deadline).
     call_timeout: float = DEFAULT_CALL_TIMEOUT
-    # Everything held for connections may take this many bytes in all: frames arriving,
-    # queued or handed to a call until it ends may take half (beyond it, connections
-    # starting another frame wait, unread, for their turn); replies written but not read
-    # by the peer the rest (beyond it, the connection with the most is closed).
+    """``--call-timeout``: a call not answered after this many seconds is ended (0: no
+    deadline). Default 56."""
     memory: int = DEFAULT_MEMORY
-    # A filter blocking the event loop this long is logged by name (0: no watchdog).
+    """``--max-memory`` in bytes: everything held for connections may take this much in
+    all. Frames arriving, queued or handed to a call until it ends may take half (beyond
+    it, connections starting another frame wait, unread, for their turn); replies written
+    but not read by the peer the rest (beyond it, the connection with the most is
+    closed). Default 256 MiB."""
     stall_warning: float = DEFAULT_STALL_WARNING
-    # After each read, keep polling the sockets instead of sleeping until this many
-    # seconds pass with nothing to read (0: sleep at once; README, "Latency at low load").
+    """``--stall-warning``: a filter blocking the event loop this many seconds is logged by
+    name (0: no watchdog). Default 0.1."""
     busy_poll: float = 0.0
-    # A frame that stops arriving part-way for this many seconds, while the runner reads
-    # its connection, closes that connection (0: never).
+    """``--busy-poll`` in seconds (the flag is in microseconds): after each read, keep
+    polling the sockets instead of sleeping until this long passes with nothing to read
+    (0, the default: sleep at once)."""
     frame_timeout: float = DEFAULT_FRAME_TIMEOUT
+    """``--frame-timeout``: a frame that stops arriving part-way for this many seconds,
+    while the runner reads its connection, closes that connection (0: never). Default 5."""
 
 
 DEFAULT_LIMITS = Limits()

@@ -2,7 +2,7 @@
 
 Set ``conf_type`` on a plugin to a stdlib dataclass (or a ``msgspec.Struct`` or a pydantic
 ``BaseModel`` when you use those libraries) and the default ``parse_conf`` decodes the
-route's JSON conf into an instance of it::
+route's JSON conf into an instance of it:
 
     @dataclass(frozen=True)
     class Conf:
@@ -16,10 +16,10 @@ route's JSON conf into an instance of it::
 
 Decoding is strict: no ``"5"``, ``5.0`` or ``true`` for an int, no ``"yes"`` or ``1`` for a
 bool, and a key the type does not declare rejects the conf (unless the dataclass is
-decorated with :func:`ignore_unknown_fields`). Errors are ``ConfError``s built from the
+decorated with ``ignore_unknown_fields``). Errors are ``ConfError``s built from the
 field path and the kind of problem, never from a value: ``count: must be >= 1, got a
 negative number``, ``whitelist[2]: not an IP address or CIDR``; a map's keys are shown as
-``[…]`` (a header name can be a secret). :func:`conf_schema` gives the type's JSON Schema.
+``[…]`` (a header name can be a secret). ``conf_schema`` gives the type's JSON Schema.
 
 Supported in dataclasses: ``str``, ``bytes`` (a JSON string, as UTF-8), ``int``, ``float``,
 ``bool``, ``None``, ``Any``, ``X | None`` and other unions, ``list[X]``, ``tuple[X, ...]``
@@ -27,8 +27,8 @@ and fixed tuples, ``set[X]``/``frozenset[X]``, ``dict[str, X]`` (and ``Sequence`
 ``Mapping``), ``Literal[...]``, ``Enum`` subclasses, nested dataclasses, ``re.Pattern``
 (compiled; a regex that does not compile rejects the conf), and the ``ipaddress`` address,
 network and interface types (a network takes an address or a CIDR, host bits ignored;
-surrounding spaces are ignored). Constraints are ``Annotated`` markers: :class:`Range`,
-:class:`Length`, :class:`Matches`. A dataclass's ``__post_init__`` may check across fields
+surrounding spaces are ignored). Constraints are ``Annotated`` markers: ``Range``,
+``Length``, ``Matches``. A dataclass's ``__post_init__`` may check across fields
 and raise ``ConfError``; its field is put under the dataclass's own path.
 
 Annotations are resolved at the first decode of a type, not at import: a plugin module may

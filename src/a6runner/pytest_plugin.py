@@ -2,12 +2,12 @@
 a runner with your plugins and talk to it as APISIX does, over the real unix socket.
 
 * ``a6_runner``: a runner serving the plugins of the test's ``@pytest.mark.a6runner(...)``
-  marker (its keyword arguments are :func:`a6runner.testing.run_runner`'s: ``plugins``,
+  marker (its keyword arguments are ``a6runner.testing.run_runner``'s: ``plugins``,
   ``bundled``, ``paths``, ``entry_points``, ``conf_expire_time``, ``clock``,
   ``unknown_plugins``); without a marker, the plugins installed through the
   ``a6runner.plugins`` entry points. Stopped after the test.
-* ``apisix``: an APISIX-like :class:`a6runner.testing.Client` connected to ``a6_runner``.
-* ``apisix_async``: the same as an :class:`a6runner.testing.AsyncClient`, for ``async def``
+* ``apisix``: an APISIX-like ``a6runner.testing.Client`` connected to ``a6_runner``.
+* ``apisix_async``: the same as an ``a6runner.testing.AsyncClient``, for ``async def``
   tests (with pytest-asyncio installed).
 * ``start_runner``: a function starting more runners (``start_runner(Hello, bundled=True)``,
   the same keywords), each stopped after the test.
