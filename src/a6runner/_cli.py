@@ -181,7 +181,7 @@ def _metrics_address(value: str) -> str:
 
 
 def _add_observability_options(p_run: argparse.ArgumentParser) -> None:
-    """--metrics and --otel (README, Monitoring)."""
+    """--metrics and --otel (docs/operations/monitoring.md)."""
     group = p_run.add_argument_group("monitoring")
     group.add_argument(
         "--metrics",

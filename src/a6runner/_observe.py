@@ -47,7 +47,7 @@ log = logging.getLogger("a6runner")
 
 now = meter.now  # every duration here is a difference of two readings of this clock
 
-# Metric label values (README, Monitoring).
+# Metric label values (docs/operations/monitoring.md).
 CALL_TYPES = {
     codec.RPC_PREPARE_CONF: "prepare_conf",
     codec.RPC_HTTP_REQ_CALL: "http_req_call",

@@ -91,7 +91,7 @@ class Settings:
     socket_group: int | None = None  # gid the socket file is given (chgrp), if any
     # Exit when the process that started the runner (APISIX) exits.
     parent_watch: bool = True
-    # Observability (README, Monitoring): where /metrics and /healthz are served
+    # Observability (docs/operations/monitoring.md): where /metrics and /healthz are served
     # ("HOST:PORT" or "unix:/path"; None: off), and OpenTelemetry spans (--otel).
     metrics: str | None = None
     otel: bool = False
@@ -99,7 +99,7 @@ class Settings:
     # or "refuse" every call with that conf (--unknown-plugins).
     unknown_plugins: str = "skip"
     # Replace a worker whose own memory (USS) stays above this many bytes (None: never;
-    # README, "Worker recycling").
+    # docs/operations/reload.md, "Recycling workers").
     max_worker_memory: int | None = None
 
     @property

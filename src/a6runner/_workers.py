@@ -1110,7 +1110,7 @@ class Supervisor:
         log.info("stopped after %.1fs", time.monotonic() - started)
         return self.exit_status
 
-    # -- --metrics (README, Monitoring) --
+    # -- --metrics (docs/operations/monitoring.md) --
 
     def _start_metrics(self) -> None:
         if self.settings.metrics is None:
