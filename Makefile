@@ -36,13 +36,17 @@ redis-server:
 # The suite twice (compiled kernels, then A6_NO_EXTENSIONS=1) under coverage, the release
 # as a user gets it (check-dist), every microbenchmark once as a plain test
 # (--benchmark-disable: no timing, just that each still runs) and the documentation site
-# (make docs). The five run at once (most of a suite's time is spent waiting on the
-# runners it starts); make prints each one's output whole when it ends (-O). Coverage of both suites is combined (spawned runners and
-# forked workers included, see [tool.coverage.run]) and checked against the floors in
-# pyproject.toml.
+# (make docs). They run at once (most of a suite's time is spent waiting on the runners
+# it starts), the compiled suite in two halves, NATIVE_SLOW (the files that wait longest:
+# about half of its time) beside the rest; make prints each part's output whole when it
+# ends (-O). Coverage of both suites is combined (spawned runners and forked workers
+# included, see [tool.coverage.run]) and checked against the floors in pyproject.toml.
 COVERAGE_DIR := $(CURDIR)/build/coverage
 COVERAGE := COVERAGE_FILE=$(COVERAGE_DIR)/data $(BIN)/python -m coverage
-TEST_PARTS := test-part-native test-part-pure test-part-dist test-part-bench test-part-docs
+NATIVE_SLOW := tests/test_hardening.py tests/test_redis_failures.py tests/test_redis_limits.py \
+	tests/test_recycle.py tests/test_scaffold.py
+TEST_PARTS := test-part-native test-part-native-slow test-part-pure test-part-dist \
+	test-part-bench test-part-docs
 .PHONY: $(TEST_PARTS)
 
 test: install redis-server
@@ -55,8 +59,12 @@ test: install redis-server
 
 # The parts of `make test` (run them through it: it prepares the coverage folder).
 test-part-native:
-	@echo "== make test: the suite, compiled kernels"
-	$(COVERAGE) run -m pytest $(PYTEST_ARGS)
+	@echo "== make test: the suite, compiled kernels (but NATIVE_SLOW)"
+	$(COVERAGE) run -m pytest $(addprefix --ignore=,$(NATIVE_SLOW)) $(PYTEST_ARGS)
+
+test-part-native-slow:
+	@echo "== make test: the suite, compiled kernels: NATIVE_SLOW"
+	$(COVERAGE) run -m pytest $(NATIVE_SLOW) $(PYTEST_ARGS)
 
 # The pure part leaves out the tests marked "runtime" (pyproject.toml): they test what is
 # around the kernels, which is the same code in both modes, and the native part runs them.
