@@ -5,8 +5,9 @@ ends it and is kept."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from a6runner.testing import Client
 
@@ -59,3 +60,18 @@ def progressed(pool: list[PooledConnection], calls: int = 20) -> Callable[[], bo
     return lambda: all(
         len(c.answers) >= m + calls or c.failure for c, m in zip(pool, marks, strict=True)
     )
+
+
+@contextlib.contextmanager
+def busy(pool: list[PooledConnection]) -> Iterator[list[PooledConnection]]:
+    """Every connection of ``pool`` calling from now on; at the end each is stopped and
+    waited for (its answers, sent count and failure are then final)."""
+    for connection in pool:
+        connection.start()
+    try:
+        yield pool
+    finally:
+        for connection in pool:
+            connection.stop.set()
+        for connection in pool:
+            connection.join(WAIT)

@@ -57,6 +57,17 @@ def _wait(predicate: Any, what: str, process: subprocess.Popen[bytes], log_path:
         time.sleep(0.02)
 
 
+def _stop(process: subprocess.Popen[Any] | None) -> None:
+    """SIGTERM ``process`` if it still runs, and wait (SIGKILL after 10 s)."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 class RedisServer:
     """One redis-server on 127.0.0.1; ``stop()`` / ``start()`` again keep its port."""
 
@@ -129,13 +140,7 @@ class RedisServer:
     def stop(self) -> None:
         """SIGTERM and wait (SIGKILL after 10 s): the port refuses connections after."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        _stop(process)
 
     def pause(self) -> None:
         """SIGSTOP: connections are accepted by the kernel but nothing answers."""
@@ -283,13 +288,7 @@ class HungListener:
     def close(self) -> None:
         """Stop it by PID: every connection it held is closed."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        _stop(process)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from pooled import PooledConnection, progressed
+from pooled import PooledConnection, busy, progressed
 from processes import WAIT, wait_for_log, wait_until
 from test_metrics import scrape, value
 
@@ -34,17 +34,10 @@ def test_a_worker_over_the_limit_is_replaced_without_losing_a_call(
     with spawn_runner(args) as runner:
         wait_for_log(runner, "ready: its plugins started", count=workers)
         pool = [PooledConnection(runner.socket_path, "hoard", {}) for _ in range(8)]
-        for connection in pool:
-            connection.start()
-        try:
+        with busy(pool):
             wait_for_log(runner, "over --max-worker-memory 32 MiB: replacing it")
             wait_for_log(runner, "finished its calls and exited")
             wait_until(progressed(pool), "calls after the recycle")
-        finally:
-            for connection in pool:
-                connection.stop.set()
-            for connection in pool:
-                connection.join(WAIT)
         samples = scrape(metrics)
         log = runner.log()
         assert runner.stop(WAIT) == 0
@@ -70,9 +63,7 @@ def test_a_worker_whose_successor_cannot_start_keeps_serving_until_one_can(
         wait_for_log(runner, "ready: its plugins started")
         fail.touch()
         pool = [PooledConnection(runner.socket_path, "hoard", {}) for _ in range(4)]
-        for connection in pool:
-            connection.start()
-        try:
+        with busy(pool):
             wait_for_log(runner, "over --max-worker-memory 32 MiB: replacing it")
             wait_for_log(
                 runner,
@@ -85,11 +76,6 @@ def test_a_worker_whose_successor_cannot_start_keeps_serving_until_one_can(
             fail.unlink()
             wait_for_log(runner, "finished its calls and exited")
             wait_until(progressed(pool), "calls after the recycle")
-        finally:
-            for connection in pool:
-                connection.stop.set()
-            for connection in pool:
-                connection.join(WAIT)
         assert runner.stop(WAIT) == 0
         log = runner.log()
         until_done = log[: log.index("finished its calls and exited")]

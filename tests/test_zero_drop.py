@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pooled import PooledConnection, progressed
+from pooled import PooledConnection, busy, progressed
 from processes import WAIT, wait_for_log, wait_until
 
 from a6runner._kernels import codec
@@ -65,9 +65,7 @@ def drive_through_reloads(runner: RunnerProcess, source: Path) -> list[PooledCon
         PooledConnection(runner.socket_path, "version", {"async": n % 2 == 1})
         for n in range(CONNECTIONS)
     ]
-    for connection in pool:
-        connection.start()
-    try:
+    with busy(pool):
         for connection in pool:
             assert connection.connected.wait(WAIT)
         for reload in range(1, RELOADS + 1):
@@ -76,11 +74,6 @@ def drive_through_reloads(runner: RunnerProcess, source: Path) -> list[PooledCon
             runner.process.send_signal(signal.SIGHUP)
             wait_for_log(runner, done_line(runner), count=reload)
         wait_until(progressed(pool), "calls after the last reload")
-    finally:
-        for connection in pool:
-            connection.stop.set()
-        for connection in pool:
-            connection.join(WAIT)
     return pool
 
 
