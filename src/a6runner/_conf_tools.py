@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._conf_json import format_path
 from ._confstore import needs_of
 from ._errors import ConfError, OptionalPackageMissing
 from ._plugin import Plugin
@@ -191,13 +192,6 @@ def read_document(path: str) -> Any:
 Path = list[str | int]
 
 
-def _path_text(path: Path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
 def _objects_with_plugins(node: Any, path: Path) -> Iterator[tuple[Path, Mapping[str, Any]]]:
     """Every object of the document that has a ``plugins`` object, with its path."""
     if isinstance(node, Mapping):
@@ -246,16 +240,16 @@ def check_document(document: Any, plugins: Mapping[str, Plugin]) -> tuple[int, l
             where = [*path, "plugins", ext]
             ext_conf = object_plugins[ext]
             if not isinstance(ext_conf, Mapping):
-                reports.append(Report(_path_text(where), None, "problem", "must be an object"))
+                reports.append(Report(format_path(where), None, "problem", "must be an object"))
                 continue
             entries = ext_conf.get("conf", [])
             if not isinstance(entries, list):
-                at = _path_text([*where, "conf"])
+                at = format_path([*where, "conf"])
                 reports.append(Report(at, None, "problem", "must be a list of {name, value}"))
                 continue
             for i, entry in enumerate(entries):
                 checked += 1
-                report = _check_entry(entry, _path_text([*where, "conf", i]), plugins)
+                report = _check_entry(entry, format_path([*where, "conf", i]), plugins)
                 if report is not None:
                     reports.append(report)
     return checked, reports
