@@ -1,12 +1,14 @@
 """Shared fixtures: every kernel test runs against both implementations.
 
 ``codec``, ``headers_mod``, ``bodyrewrite_mod`` and ``meter_mod`` are parametrized over the
-implementation list in implementations.py (shared with bench/).
+implementation list in implementations.py (shared with bench/). ``without_redis`` makes
+this process look as if the redis extra were not installed.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from types import ModuleType
 
 import pytest
@@ -49,3 +51,16 @@ def both_codecs() -> tuple[ModuleType, ModuleType]:
     if NO_EXTENSIONS:
         pytest.skip("A6_NO_EXTENSIONS is set")
     return load_kernel("codec", "python"), load_kernel("codec", "native")
+
+
+@pytest.fixture
+def without_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the redis extra were not installed, for this test. An import of it that an
+    earlier test started in the background (a Redis conf starts one: _limits.load_redis)
+    ends first: hiding the modules under it would leave a half-imported a6runner._redis
+    behind for the tests after this one."""
+    from a6runner._limits import load_redis
+
+    load_redis().result()
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.delitem(sys.modules, "a6runner._redis", raising=False)

@@ -244,11 +244,10 @@ def test_all_well_exits_0_and_json_for_ci(
     assert run(capsys, "check-route", "-")[0] == 0
 
 
+@pytest.mark.usefixtures("without_redis")
 def test_a_conf_needing_a_package_not_installed_is_a_warning(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "redis", None)  # as if the redis extra were not installed
-    monkeypatch.delitem(sys.modules, "a6runner._redis", raising=False)
     conf = {
         "count": 1,
         "time_window": 60,

@@ -5,7 +5,6 @@ the real-Redis scenarios are in test_redis_limits.py."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import Any
 
 import pytest
@@ -140,11 +139,8 @@ def test_bad_fields_are_named_and_their_values_never_echoed(
     assert SENTINEL not in str(caught.value)
 
 
-def test_a_redis_policy_without_redis_py_is_a_clear_conf_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(sys.modules, "redis", None)  # as if not installed
-    monkeypatch.delitem(sys.modules, "a6runner._redis", raising=False)
+@pytest.mark.usefixtures("without_redis")
+def test_a_redis_policy_without_redis_py_is_a_clear_conf_error() -> None:
     with pytest.raises(
         ConfError, match=r"needs the redis package: pip install 'a6runner\[redis\]'"
     ):
